@@ -1,0 +1,50 @@
+"""One exception tree for everything the user can cause or fix.
+
+Every error a person can act on is a :class:`DemotraceError` whose message is one plain paragraph:
+what went wrong, and what to do about it. The CLI prints it and exits with ``exit_code``; it never
+prints a traceback for these.
+"""
+
+from __future__ import annotations
+
+
+class DemotraceError(Exception):
+    """Base class: a clear, one-paragraph message for the person at the keyboard."""
+
+    exit_code = 1
+
+
+class NoDisplayError(DemotraceError):
+    """No X display could be opened (DISPLAY unset, server gone, or not X11)."""
+
+    exit_code = 3
+
+
+class MissingToolError(DemotraceError):
+    """A system program the command needs (Xvfb, jwm, xterm, ...) is not installed."""
+
+    exit_code = 4
+
+
+class StoreError(DemotraceError):
+    """The local store cannot be opened or written (read-only, full disk, corrupt)."""
+
+    exit_code = 5
+
+
+class StoreBusyError(StoreError):
+    """Another recorder already writes to this store."""
+
+    exit_code = 6
+
+
+class UnknownSessionError(DemotraceError):
+    """The session id given does not exist in the store."""
+
+    exit_code = 7
+
+
+class ScenarioError(DemotraceError):
+    """A scenario file is malformed or names something that does not exist."""
+
+    exit_code = 8
