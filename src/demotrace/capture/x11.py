@@ -1,0 +1,401 @@
+"""X11 capture: input through the RECORD extension, windows and popups through event masks.
+
+Three connections to the X server, each used by one thread only:
+
+- ``rec``: the RECORD data connection. Its thread blocks in ``record_enable_context`` and parses
+  the intercepted device events (32 bytes each) in bulk with :mod:`struct`. It also answers "which
+  window is under the pointer" at every press, through a fourth, query-only connection.
+- ``win``: root PropertyChange and SubstructureNotify: active window, titles, popups (read at
+  MapNotify, when override-redirect is set), screen size, keyboard mapping changes.
+- ``ctl``: used by :meth:`X11Capture.stop` to disable the RECORD context and wake the window thread.
+
+This module imports python-xlib at the top; import it only when a display is wanted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import struct
+import threading
+from typing import Any
+
+from Xlib import XK, X, Xatom
+from Xlib import display as xdisplay
+from Xlib import error as xerror
+from Xlib.ext import record
+from Xlib.protocol import event as xevent
+
+from demotrace.capture.base import ServerClock, Sink, now_ns
+from demotrace.errors import NoDisplayError
+from demotrace.model import WHEEL_BUTTONS, Kind, Row
+
+# type, detail, sequence, time, root, event, child, root_x, root_y, event_x, event_y, state, same
+_DEVICE_EVENT = struct.Struct("=BBHIIIIhhhhHBx")
+_POPUP_TYPES = ("COMBO", "POPUP_MENU", "MENU", "DROPDOWN_MENU", "TOOLTIP", "NOTIFICATION", "DND")
+
+
+def open_display(name: str | None) -> xdisplay.Display:
+    """Open an X connection, or raise :class:`NoDisplayError` with what to do about it."""
+    try:
+        return xdisplay.Display(name)
+    except (xerror.DisplayError, xerror.DisplayNameError, ConnectionError, OSError) as exc:
+        shown = name or "(DISPLAY is not set)"
+        raise NoDisplayError(
+            f"Cannot open the X display {shown}: {exc}. demotrace records an X11 desktop, so it "
+            "needs a running X server: run it inside your desktop session, set DISPLAY (for "
+            "example DISPLAY=:0), or try `demotrace demo`, which starts a private virtual desktop."
+        ) from None
+
+
+def _compact(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+class Keymap:
+    """Key code + modifier state -> keysym name, refreshed on MappingNotify."""
+
+    def __init__(self, disp: xdisplay.Display) -> None:
+        for group in ("miscellany", "latin1", "latin2", "latin3", "latin4", "greek", "xkb"):
+            XK.load_keysym_group(group)
+        self._names = {v: k[3:] for k, v in vars(XK).items() if k.startswith("XK_")}
+        self._disp = disp
+        self._lock = threading.Lock()
+        self._map: dict[int, tuple[int, ...]] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        first = self._disp.display.info.min_keycode
+        count = self._disp.display.info.max_keycode - first + 1
+        rows = self._disp.get_keyboard_mapping(first, count)
+        with self._lock:
+            self._map = {first + i: tuple(r) for i, r in enumerate(rows)}
+
+    def keysym(self, keycode: int, state: int) -> int:
+        syms = self._map.get(keycode, ())
+        if not syms:
+            return 0
+        lower, upper = syms[0], (syms[1] if len(syms) > 1 and syms[1] else syms[0])
+        shifted = bool(state & X.ShiftMask)
+        if state & X.LockMask and 0x61 <= lower <= 0x7A:  # caps lock affects letters only
+            shifted = not shifted
+        return upper if shifted else lower
+
+    def name(self, keycode: int, state: int) -> str:
+        sym = self.keysym(keycode, state)
+        if sym == 0:
+            return f"keycode:{keycode}"
+        if sym >= 0x01000000:
+            return f"U+{sym - 0x01000000:04X}"
+        return self._names.get(sym) or f"0x{sym:x}"
+
+
+class X11Capture:
+    """Captures input, window and popup events from one X display into a :data:`Sink`."""
+
+    def __init__(self, display_name: str | None = None) -> None:
+        self.display_name = display_name
+        self._ctl = open_display(display_name)
+        for ext in ("RECORD",):
+            if not self._ctl.has_extension(ext):
+                self._ctl.close()
+                raise NoDisplayError(
+                    f"The X server at {display_name} lacks the {ext} extension, which demotrace "
+                    "needs to see input. Enable it in the server configuration (Xorg and Xvfb "
+                    "offer it by default)."
+                )
+        screen = self._ctl.screen()
+        self.screen_size = (screen.width_in_pixels, screen.height_in_pixels)
+        self._rec = open_display(display_name)
+        self._win = open_display(display_name)
+        self._query = open_display(display_name)
+        self.keymap = Keymap(self._win)
+        self._clock = ServerClock()
+        self._sink: Sink | None = None
+        self._ctx: int | None = None
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+        self._wake_window = None
+        self._atoms: dict[str, int] = {}
+        self._class_cache: dict[int, str] = {}
+        self._popups: dict[int, dict[str, Any]] = {}
+        self.active: dict[str, Any] = {}
+        self.errors: list[str] = []
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self, sink: Sink) -> None:
+        self._sink = sink
+        self._ctx = self._rec.record_create_context(
+            0,
+            [record.AllClients],
+            [
+                {
+                    "core_requests": (0, 0),
+                    "core_replies": (0, 0),
+                    "ext_requests": (0, 0, 0, 0),
+                    "ext_replies": (0, 0, 0, 0),
+                    "delivered_events": (0, 0),
+                    "device_events": (X.KeyPress, X.MotionNotify),
+                    "errors": (0, 0),
+                    "client_started": False,
+                    "client_died": False,
+                }
+            ],
+        )
+        self._rec.sync()
+        root = self._win.screen().root
+        self._wake_window = root.create_window(0, 0, 1, 1, 0, X.CopyFromParent, X.InputOnly)
+        root.change_attributes(event_mask=X.PropertyChangeMask | X.SubstructureNotifyMask)
+        self._win.sync()
+        t = now_ns()
+        w, h = self.screen_size
+        rows = [Row(t, None, Kind.SCREEN, w, h)]
+        self._check_active(rows, t)
+        sink(rows)
+        for target, name in ((self._record_loop, "x11-record"), (self._window_loop, "x11-win")):
+            thread = threading.Thread(target=target, name=name, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self) -> None:
+        """Stop both threads and close the connections. Safe to call twice."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        with contextlib.suppress(Exception):
+            if self._ctx is not None:
+                self._ctl.record_disable_context(self._ctx)
+                self._ctl.flush()
+        with contextlib.suppress(Exception):
+            if self._wake_window is not None:
+                ev = xevent.ClientMessage(
+                    window=self._wake_window, client_type=Xatom.STRING, data=(32, [0] * 5)
+                )
+                self._ctl.send_event(self._wake_window, ev, event_mask=0)
+                self._ctl.flush()
+        for thread in self._threads:
+            thread.join(timeout=5)
+        for disp in (self._rec, self._win, self._query, self._ctl):
+            with contextlib.suppress(Exception):
+                disp.close()
+
+    # -- input (RECORD) -----------------------------------------------------------------------
+    def _record_loop(self) -> None:
+        try:
+            self._rec.record_enable_context(self._ctx, self._on_record)
+        except Exception as exc:  # connection lost: report, never crash the recorder
+            if not self._stopping.is_set():
+                self.errors.append(f"X input capture stopped: {exc}")
+        with contextlib.suppress(Exception):
+            self._rec.record_free_context(self._ctx)
+
+    def _on_record(self, reply: Any) -> None:
+        if reply.category != record.FromServer:
+            return
+        data = reply.data
+        usable = len(data) - len(data) % 32
+        if not usable:
+            return
+        recv = now_ns()
+        fmt = _DEVICE_EVENT if not reply.client_swapped else struct.Struct(">BBHIIIIhhhhHBx")
+        rows: list[Row] = []
+        append = rows.append
+        cmap = self._clock.map
+        for typ, detail, _s, xt, _r, _e, _c, rx, ry, _ex, _ey, state, _ss in fmt.iter_unpack(
+            data[:usable] if usable != len(data) else data
+        ):
+            typ &= 0x7F
+            t = cmap(xt, recv)
+            if typ == X.MotionNotify:
+                append(Row(t, xt, Kind.MOVE, rx, ry))
+            elif typ == X.ButtonPress or typ == X.ButtonRelease:
+                press = 1 if typ == X.ButtonPress else 0
+                if detail in WHEEL_BUTTONS:
+                    if press:
+                        append(Row(t, xt, Kind.WHEEL, rx, ry, detail, state, 1))
+                    continue
+                append(Row(t, xt, Kind.BUTTON, rx, ry, detail, state, press))
+                if press:
+                    append(self._target_row(t, rx, ry))
+            elif typ == X.KeyPress or typ == X.KeyRelease:
+                press = 1 if typ == X.KeyPress else 0
+                name = self.keymap.name(detail, state)
+                append(Row(t, xt, Kind.KEY, rx, ry, detail, state, press, name))
+        if rows and self._sink is not None:
+            self._sink(rows)
+
+    # -- window under the pointer ---------------------------------------------------------
+    def _atom(self, disp: xdisplay.Display, name: str) -> int:
+        atom = self._atoms.get(name)
+        if atom is None:
+            atom = self._atoms[name] = disp.intern_atom(name)
+        return atom
+
+    def _target_row(self, t: int, x: int, y: int) -> Row:
+        info: dict[str, Any] = {}
+        try:
+            info = self._window_at(x, y)
+        except xerror.XError:
+            info = {"window": 0}
+        return Row(t, None, Kind.TARGET, x, y, data=_compact(info))
+
+    def _window_at(self, x: int, y: int) -> dict[str, Any]:
+        q = self._query
+        root = q.screen().root
+        wm_state = self._atom(q, "WM_STATE")
+        parent = root
+        for _ in range(10):
+            child = parent.translate_coords(root, x, y).child
+            if not child:
+                break
+            attrs = child.get_attributes()
+            if attrs.override_redirect:
+                popup = self._popups.get(child.id)
+                return {
+                    "window": child.id,
+                    "popup": popup.get("type") if popup else "unknown",
+                    "app": popup.get("app") if popup else self._class_of(child),
+                }
+            if child.get_full_property(wm_state, X.AnyPropertyType) is not None:
+                geo = self._geometry(q, child)
+                return {"window": child.id, "app": self._class_of(child), "geometry": geo}
+            parent = child
+        return {"window": 0}
+
+    def _class_of(self, window: Any) -> str:
+        cached = self._class_cache.get(window.id)
+        if cached is None:
+            try:
+                wm_class = window.get_wm_class()
+            except xerror.XError:
+                wm_class = None
+            cached = wm_class[1] if wm_class else ""
+            if len(self._class_cache) > 4096:
+                self._class_cache.clear()
+            self._class_cache[window.id] = cached
+        return cached
+
+    @staticmethod
+    def _geometry(disp: xdisplay.Display, window: Any) -> list[int]:
+        geo = window.get_geometry()
+        pos = window.translate_coords(disp.screen().root, 0, 0)
+        return [-pos.x, -pos.y, geo.width, geo.height]
+
+    # -- windows, titles, popups ----------------------------------------------------------
+    def _window_loop(self) -> None:
+        disp = self._win
+        active_atom = self._atom(disp, "_NET_ACTIVE_WINDOW")
+        title_atoms = {self._atom(disp, "_NET_WM_NAME"), Xatom.WM_NAME}
+        while not self._stopping.is_set():
+            try:
+                ev = disp.next_event()
+            except Exception as exc:
+                if not self._stopping.is_set():
+                    self.errors.append(f"X window tracking stopped: {exc}")
+                return
+            if self._stopping.is_set():
+                return
+            try:
+                rows = self._on_window_event(ev, active_atom, title_atoms)
+            except xerror.XError:
+                continue  # the window went away while we looked at it
+            if rows and self._sink is not None:
+                self._sink(rows)
+
+    def _on_window_event(self, ev: Any, active_atom: int, title_atoms: set[int]) -> list[Row]:
+        rows: list[Row] = []
+        t = now_ns()
+        etype = ev.type
+        if etype == X.PropertyNotify:
+            if ev.atom == active_atom:
+                self._check_active(rows, t)
+            elif ev.atom in title_atoms and ev.window.id == self.active.get("window"):
+                title = self._title(ev.window)
+                if title != self.active.get("title"):
+                    self.active["title"] = title
+                    rows.append(Row(t, None, Kind.TITLE, data=_compact(
+                        {"window": ev.window.id, "title": title})))
+        elif etype == X.MapNotify and ev.override:
+            popup = self._read_popup(ev.window)
+            if popup is not None:
+                self._popups[ev.window.id] = popup
+                rows.append(Row(t, None, Kind.POPUP, value=1, data=_compact(popup)))
+        elif etype == X.UnmapNotify:
+            popup = self._popups.pop(ev.window.id, None)
+            if popup is not None:
+                rows.append(Row(t, None, Kind.POPUP, value=0, data=_compact(popup)))
+        elif etype == X.DestroyNotify:
+            self._class_cache.pop(ev.window.id, None)
+        elif etype == X.MappingNotify:
+            self._win.refresh_keyboard_mapping(ev)
+            self.keymap.refresh()
+        elif etype == X.ConfigureNotify and ev.window.id == self._win.screen().root.id:
+            size = (ev.width, ev.height)
+            if size != self.screen_size:
+                self.screen_size = size
+                rows.append(Row(t, None, Kind.SCREEN, size[0], size[1]))
+        return rows
+
+    def _read_popup(self, window: Any) -> dict[str, Any] | None:
+        disp = self._win
+        try:
+            geo = self._geometry(disp, window)
+            if geo[2] <= 10 and geo[3] <= 10:
+                return None  # toolkit helper windows (GTK's 10x10 at -100,-100)
+            prop = window.get_full_property(self._atom(disp, "_NET_WM_WINDOW_TYPE"), Xatom.ATOM)
+        except xerror.XError:
+            return None
+        wtype = "NONE"
+        if prop is not None and len(prop.value):
+            name = disp.get_atom_name(prop.value[0])
+            wtype = name.removeprefix("_NET_WM_WINDOW_TYPE_")
+        return {
+            "window": window.id,
+            "type": wtype,
+            "geometry": geo,
+            "app": self.active.get("app", ""),
+            "own_class": self._class_of(window),
+        }
+
+    def _title(self, window: Any) -> str:
+        disp = self._win
+        prop = window.get_full_property(self._atom(disp, "_NET_WM_NAME"), X.AnyPropertyType)
+        if prop is None or not prop.value:
+            prop = window.get_full_property(Xatom.WM_NAME, X.AnyPropertyType)
+        if prop is None:
+            return ""
+        value = prop.value
+        if isinstance(value, bytes):
+            return value.decode("utf-8", "replace")
+        return str(value)
+
+    def _check_active(self, rows: list[Row], t: int) -> None:
+        disp = self._win
+        root = disp.screen().root
+        try:
+            prop = root.get_full_property(self._atom(disp, "_NET_ACTIVE_WINDOW"), Xatom.WINDOW)
+        except xerror.XError:
+            return
+        wid = int(prop.value[0]) if prop is not None and len(prop.value) else 0
+        if wid == self.active.get("window"):
+            return
+        info: dict[str, Any] = {"window": wid, "app": "", "instance": "", "title": "", "pid": None}
+        if wid:
+            window = disp.create_resource_object("window", wid)
+            try:
+                wm_class = window.get_wm_class()
+                pid_prop = window.get_full_property(
+                    self._atom(disp, "_NET_WM_PID"), Xatom.CARDINAL
+                )
+                info.update(
+                    app=wm_class[1] if wm_class else "",
+                    instance=wm_class[0] if wm_class else "",
+                    title=self._title(window),
+                    pid=int(pid_prop.value[0]) if pid_prop is not None else None,
+                    geometry=self._geometry(disp, window),
+                )
+                window.change_attributes(event_mask=X.PropertyChangeMask)
+            except xerror.XError:
+                pass
+        self.active = info
+        rows.append(Row(t, None, Kind.FOCUS, data=_compact(info)))
