@@ -1,0 +1,410 @@
+"""The screen: damage-driven grabs into a versioned tile grid, paired with actions on request.
+
+One thread owns an X connection with a DAMAGE object on the root window and an mss (MIT-SHM)
+grabber. It grabs only where the server reports damage, at most every ``min_interval`` seconds
+(the first grab after a quiet spell waits only ``settle``), compares the grabbed tiles with the
+current screen, and records a new *version* (tile hashes + grab time) when a tile really changed.
+The last ``max_versions`` versions form the ring. While a popup is open, its region is re-checked
+every ``popup_check`` seconds so the frame paired with a click inside it is known to be fresh.
+
+:meth:`FrameRing.request` asks for the last version whose grab finished before a given event time;
+requests are answered by the screen thread itself, so a grab that is being registered can never be
+missed. Tiles not yet stored are handed, with the frame's manifest, to an encoder thread, which
+encodes them (lossless WebP) and passes a :class:`~demotrace.store.writer.FrameWrite` on. Memory
+is bounded: the ring, the cache of unstored tile pixels and the encoder backlog all have byte caps
+proportional to the screen size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from demotrace.capture.base import now_ns
+from demotrace.store.frames import (
+    MAX_DEPTH,
+    TILE,
+    encode_tile,
+    frame_hash,
+    grid_shape,
+    hash_pixels,
+    pack_delta,
+    pack_full,
+)
+from demotrace.store.writer import FrameWrite
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenConfig:
+    min_interval: float = 0.05
+    settle: float = 0.008
+    popup_check: float = 0.05
+    keyframe_s: float = 10.0
+    max_versions: int = 32
+    tile: int = TILE
+
+
+@dataclass(slots=True)
+class Version:
+    n: int
+    t_grab: int  # monotonic ns when the grab that made this version returned
+    t_checked: int  # latest time the screen was verified identical to this version
+    t_checked_prev: int  # the check before that
+    hashes: list[bytes]
+    fhash: bytes | None = None
+
+
+@dataclass(slots=True)
+class Request:
+    t_event: int
+    for_seq: int | None
+    reason: str
+
+
+@dataclass(slots=True)
+class Job:
+    version: Version
+    request: Request
+    fhash: bytes
+    tiles: dict[bytes, np.ndarray]
+    manifest: tuple | None  # frame row without tiles, or None when already stored
+    verified: int = field(default=0)  # latest time before the event the screen matched
+
+
+#: Called by the encoder thread with a frame ready to store; returns the FRAME event row.
+FrameSink = Callable[[FrameWrite], None]
+EventRowFactory = Callable[[int, dict], tuple]
+
+
+class FrameRing:
+    def __init__(
+        self,
+        display_name: str | None,
+        session: int,
+        make_event: EventRowFactory,
+        sink: FrameSink,
+        config: ScreenConfig | None = None,
+    ) -> None:
+        from demotrace.capture.x11 import open_display
+
+        self.cfg = config or ScreenConfig()
+        self.session = session
+        self._make_event = make_event
+        self._sink = sink
+        self._disp = open_display(display_name)
+        self._display_name = display_name
+        screen = self._disp.screen()
+        self.width, self.height = screen.width_in_pixels, screen.height_in_pixels
+        self.cols, self.rows = grid_shape(self.width, self.height, self.cfg.tile)
+        self._wake_r, self._wake_w = os.pipe()
+        self._lock = threading.Lock()
+        self._requests: deque[Request] = deque()
+        self._popups: dict[int, tuple[int, int, int, int]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="screen", daemon=True)
+        self._encoder = threading.Thread(target=self._encode_loop, name="encoder", daemon=True)
+        self._jobs: deque[Job] = deque()
+        self._jobs_cv = threading.Condition()
+        self._backlog_bytes = 0
+        screen_bytes = self.width * self.height * 4
+        self.backlog_cap = max(32 << 20, 2 * screen_bytes)
+        self.pixel_cap = max(32 << 20, 3 * screen_bytes)
+        self.buffer = np.zeros((self.height, self.width, 4), dtype=np.uint8)
+        self.versions: deque[Version] = deque(maxlen=self.cfg.max_versions)
+        self._pixels: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._pixel_bytes = 0
+        self._stored_tiles: set[bytes] = set()
+        self._stored_frames: dict[bytes, int] = {}
+        self._last_persisted: tuple[bytes, list[bytes], int] | None = None
+        self._last_keyframe_n = -1
+        self._last_change = 0
+        self.stats = {"grabs": 0, "versions": 0, "checks": 0, "frames": 0, "dropped": 0,
+                      "tiles_encoded": 0, "encode_s": 0.0, "grab_s": 0.0}
+        self.error: str | None = None
+
+    # -- public, thread-safe -------------------------------------------------------------------
+    def start(self) -> None:
+        from Xlib.ext import damage
+
+        self._disp.damage_query_version()
+        root = self._disp.screen().root
+        self._damage = root.damage_create(damage.DamageReportBoundingBox)
+        self._damage_event = self._disp.query_extension("DAMAGE").first_event + damage.DamageNotifyCode
+        self._disp.sync()
+        self._thread.start()
+        self._encoder.start()
+
+    def stop(self) -> None:
+        """Stop grabbing, finish encoding what was requested, close. Safe to call twice."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._wake()
+        self._thread.join(timeout=10)
+        with self._jobs_cv:
+            self._jobs_cv.notify_all()
+        self._encoder.join(timeout=60)
+        with contextlib.suppress(Exception):
+            self._disp.close()
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def request(self, t_event: int, for_seq: int | None, reason: str) -> None:
+        """Persist the last frame grabbed before ``t_event`` (answered on the screen thread)."""
+        self._requests.append(Request(t_event, for_seq, reason))
+        self._wake()
+
+    def popup(self, window: int, geometry: list[int] | None) -> None:
+        """Track an open popup (geometry) or forget a closed one (None)."""
+        with self._lock:
+            if geometry is None:
+                self._popups.pop(window, None)
+            else:
+                x, y, w, h = geometry
+                self._popups[window] = (x, y, x + w, y + h)
+        self._wake()
+
+    # -- screen thread -------------------------------------------------------------------------
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"!")
+
+    def _run(self) -> None:
+        import mss
+
+        try:
+            grabber = mss.MSS(display=self._display_name)
+        except Exception as exc:
+            self.error = f"screen capture unavailable: {exc}"
+            return
+        try:
+            self._loop(grabber)
+        except Exception as exc:  # report, never take the recorder down
+            self.error = f"screen capture stopped: {exc!r}"
+        finally:
+            with contextlib.suppress(Exception):
+                grabber.close()
+
+    def _loop(self, grabber: object) -> None:
+        cfg = self.cfg
+        xfd = self._disp.fileno()
+        dirty: list[int] | None = None
+        first_dirty = 0
+        last_grab = 0
+        last_check = 0
+        # The initial full grab: version 0.
+        self._grab(grabber, (0, 0, self.width, self.height))
+        last_grab = now_ns()
+        while not self._stop.is_set():
+            now = now_ns()
+            timeout = cfg.keyframe_s
+            if dirty is not None:
+                due = max(first_dirty + int(cfg.settle * 1e9), last_grab + int(cfg.min_interval * 1e9))
+                timeout = max(0.0, (due - now) / 1e9)
+            if self._popups:
+                timeout = min(timeout, max(0.0, (last_check + int(cfg.popup_check * 1e9) - now) / 1e9))
+            if not self._requests:
+                readable, _, _ = select.select([xfd, self._wake_r], [], [], timeout)
+                if self._wake_r in readable:
+                    with contextlib.suppress(BlockingIOError, OSError):
+                        os.read(self._wake_r, 4096)
+            while self._disp.pending_events():
+                ev = self._disp.next_event()
+                if ev.type == self._damage_event:
+                    a = ev.area
+                    box = [a.x, a.y, a.x + a.width, a.y + a.height]
+                    if dirty is None:
+                        dirty, first_dirty = box, now_ns()
+                    else:
+                        dirty = [min(dirty[0], box[0]), min(dirty[1], box[1]),
+                                 max(dirty[2], box[2]), max(dirty[3], box[3])]
+            self._answer_requests()
+            now = now_ns()
+            if dirty is not None:
+                due = max(first_dirty + int(cfg.settle * 1e9), last_grab + int(cfg.min_interval * 1e9))
+                if now >= due:
+                    self._disp.damage_subtract(self._damage, 0, 0)
+                    self._disp.flush()
+                    self._grab(grabber, tuple(dirty))
+                    dirty = None
+                    last_grab = last_check = now_ns()
+                    continue
+            if self._popups and now - last_check >= int(cfg.popup_check * 1e9):
+                with self._lock:
+                    boxes = list(self._popups.values())
+                box = (min(b[0] for b in boxes), min(b[1] for b in boxes),
+                       max(b[2] for b in boxes), max(b[3] for b in boxes))
+                self._grab(grabber, box)
+                last_check = now_ns()
+                self.stats["checks"] += 1
+            self._maybe_keyframe(now)
+        self._answer_requests()
+
+    def _grab(self, grabber: object, box: tuple) -> None:
+        tile = self.cfg.tile
+        x0 = max(0, min(self.width, box[0])) // tile * tile
+        y0 = max(0, min(self.height, box[1])) // tile * tile
+        x1 = min(self.width, -(-max(0, box[2]) // tile) * tile)
+        y1 = min(self.height, -(-max(0, box[3]) // tile) * tile)
+        if x1 <= x0 or y1 <= y0:
+            return
+        started = time.perf_counter()
+        shot = grabber.grab({"left": x0, "top": y0, "width": x1 - x0, "height": y1 - y0})  # type: ignore[attr-defined]
+        t_grab = now_ns()
+        region = np.frombuffer(shot.raw, dtype=np.uint8).reshape(y1 - y0, x1 - x0, 4)
+        self.stats["grabs"] += 1
+        current = self.versions[-1] if self.versions else None
+        hashes = list(current.hashes) if current else [b""] * (self.cols * self.rows)
+        changed = current is None
+        buf = self.buffer
+        for ty in range(y0 // tile, -(-y1 // tile)):
+            for tx in range(x0 // tile, -(-x1 // tile)):
+                sx0, sy0 = tx * tile, ty * tile
+                sx1, sy1 = min(sx0 + tile, self.width), min(sy0 + tile, self.height)
+                new = region[sy0 - y0 : sy1 - y0, sx0 - x0 : sx1 - x0]
+                old = buf[sy0:sy1, sx0:sx1]
+                if current is not None and np.array_equal(new, old):
+                    continue
+                old[...] = new
+                pixels = np.array(new)  # own copy: the ring may need it after the buffer moves on
+                thash = hash_pixels(pixels)
+                index = ty * self.cols + tx
+                if hashes[index] != thash:
+                    hashes[index] = thash
+                    changed = True
+                    self._keep_pixels(thash, pixels)
+        self.stats["grab_s"] += time.perf_counter() - started
+        if changed:
+            n = self.versions[-1].n + 1 if self.versions else 0
+            self.versions.append(Version(n, t_grab, t_grab, t_grab, hashes))
+            self.stats["versions"] += 1
+            self._last_change = t_grab
+        elif current is not None:
+            current.t_checked_prev, current.t_checked = current.t_checked, t_grab
+
+    def _keep_pixels(self, thash: bytes, pixels: np.ndarray) -> None:
+        if thash in self._stored_tiles or thash in self._pixels:
+            return
+        self._pixels[thash] = pixels
+        self._pixel_bytes += pixels.nbytes
+        while self._pixel_bytes > self.pixel_cap and self._pixels:
+            _h, old = self._pixels.popitem(last=False)
+            self._pixel_bytes -= old.nbytes
+
+    def _answer_requests(self) -> None:
+        while self._requests:
+            req = self._requests.popleft()
+            version = None
+            for v in reversed(self.versions):
+                if v.t_grab <= req.t_event:
+                    version = v
+                    break
+            if version is None:
+                self.stats["dropped"] += 1
+                continue
+            self._persist(version, req)
+
+    def _maybe_keyframe(self, now: int) -> None:
+        if not self.versions:
+            return
+        current = self.versions[-1]
+        if current.n == self._last_keyframe_n or current.fhash is not None:
+            return
+        if self._last_persisted is not None and now - self._last_change > self.cfg.keyframe_s * 1e9:
+            return  # the screen is not changing: no keyframes
+        last_t = getattr(self, "_last_keyframe_t", 0)
+        if now - last_t < self.cfg.keyframe_s * 1e9:
+            return
+        self._last_keyframe_t = now
+        self._last_keyframe_n = current.n
+        self._persist(current, Request(now, None, "keyframe"))
+
+    def _persist(self, version: Version, req: Request) -> None:
+        if version.fhash is None:
+            version.fhash = frame_hash(self.width, self.height, self.cfg.tile, version.hashes)
+        fhash = version.fhash
+        manifest = None
+        tiles: dict[bytes, np.ndarray] = {}
+        if fhash not in self._stored_frames:
+            for thash in version.hashes:
+                if thash in self._stored_tiles or thash in tiles:
+                    continue
+                pixels = self._pixels.get(thash)
+                if pixels is None:
+                    self.stats["dropped"] += 1  # evicted before it could be stored
+                    return
+                tiles[thash] = pixels
+            parent, depth = None, 0
+            last = self._last_persisted
+            if last is not None and last[2] < MAX_DEPTH:
+                changes = [(i, h) for i, (h, p) in enumerate(zip(version.hashes, last[1], strict=True)) if h != p]
+                if len(changes) * 2 < len(version.hashes):
+                    parent, depth = last[0], last[2] + 1
+                    grid = pack_delta(changes)
+            if parent is None:
+                grid = pack_full(version.hashes)
+            manifest = (fhash, self.session, self.width, self.height, self.cfg.tile, parent, depth, grid,
+                        version.t_grab)
+            self._stored_frames[fhash] = depth
+            self._last_persisted = (fhash, version.hashes, depth)
+            for thash in tiles:
+                self._stored_tiles.add(thash)
+                pixels = self._pixels.pop(thash, None)
+                if pixels is not None:
+                    self._pixel_bytes -= pixels.nbytes
+        verified = version.t_grab
+        for t in (version.t_checked, version.t_checked_prev):
+            if verified < t <= req.t_event:
+                verified = t
+        job = Job(version, req, fhash, tiles, manifest, verified)
+        size = sum(p.nbytes for p in tiles.values())
+        if self._backlog_bytes + size > self.backlog_cap and req.reason == "keyframe":
+            self.stats["dropped"] += 1
+            return
+        with self._jobs_cv:
+            self._jobs.append(job)
+            self._backlog_bytes += size
+            self._jobs_cv.notify()
+
+    # -- encoder thread ------------------------------------------------------------------------
+    def _encode_loop(self) -> None:
+        while True:
+            with self._jobs_cv:
+                while not self._jobs and not self._stop.is_set():
+                    self._jobs_cv.wait()
+                if not self._jobs:
+                    return
+                job = self._jobs.popleft()
+            started = time.perf_counter()
+            tiles = []
+            size = 0
+            for thash, pixels in job.tiles.items():
+                tiles.append((thash, self.session, pixels.shape[1], pixels.shape[0], encode_tile(pixels)))
+                size += pixels.nbytes
+            self.stats["encode_s"] += time.perf_counter() - started
+            self.stats["tiles_encoded"] += len(tiles)
+            self.stats["frames"] += 1
+            with self._jobs_cv:
+                self._backlog_bytes -= size
+            v, req = job.version, job.request
+            data = {
+                "frame": job.fhash.hex(),
+                "reason": req.reason,
+                "t_grab_ns": v.t_grab,
+                "t_verified_ns": job.verified,
+                "age_ns": req.t_event - job.verified,
+                "region": [0, 0, self.width, self.height],
+            }
+            if req.for_seq is not None:
+                data["for_seq"] = req.for_seq
+            self._sink(FrameWrite(tiles, job.manifest, self._make_event(req.t_event, data)))
+
