@@ -1,0 +1,3 @@
+from demotrace.cli import main
+import sys
+sys.exit(main())

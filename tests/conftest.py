@@ -1,0 +1,63 @@
+"""Shared fixtures: a real Xvfb desktop, a store folder, a recorder running in-process."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from demotrace.recorder import Recorder, RecorderConfig
+from demotrace.store.db import Store
+
+NEEDED = ("Xvfb", "jwm", "xterm", "xdpyinfo")
+
+
+def _missing() -> list[str]:
+    return [tool for tool in NEEDED if shutil.which(tool) is None]
+
+
+@pytest.fixture(scope="module")
+def desktop() -> Iterator[object]:
+    missing = _missing()
+    if missing:
+        pytest.skip(f"virtual desktop tools not installed: {', '.join(missing)} (run `make setup`)")
+    from demotrace.testbench.desktop import VirtualDesktop
+
+    with VirtualDesktop() as d:
+        yield d
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = Store(tmp_path / "store")
+    yield s
+    s.close()
+
+
+def wait_settled(recorder: Recorder, quiet: float = 0.4, timeout: float = 30.0) -> None:
+    """Wait until the recorder has seen no new event for ``quiet`` seconds."""
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        n = sum(recorder.counts.values())
+        if n != last:
+            last, since = n, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.05)
+
+
+@contextmanager
+def recording(display: str, store: Store, **config: object) -> Iterator[Recorder]:
+    rec = Recorder(store, display, RecorderConfig(**config))  # type: ignore[arg-type]
+    rec.start()
+    time.sleep(0.3)  # the first full-screen grab and window state
+    try:
+        yield rec
+        wait_settled(rec)
+    finally:
+        rec.stop()

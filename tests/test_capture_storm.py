@@ -1,0 +1,131 @@
+"""Every synthetic input event is recorded, in order, and a SIGKILL loses at most a second."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from conftest import recording
+
+from demotrace.model import MOD_SHIFT, Kind
+from demotrace.store.db import Store
+from demotrace.testbench.worker import ScriptedWorker
+
+STORM_TEXT = ("The quick brown fox jumps over the lazy dog 0123456789 " * 40)[:2000]
+
+
+def _typed_text(events: list) -> str:
+    """Rebuild text from key presses and the shift state at press time (not from releases)."""
+    names = {"space": " "}
+    out = []
+    for ev in events:
+        if ev.kind != Kind.KEY or not ev.value:
+            continue
+        name = names.get(ev.name, ev.name)
+        if name.startswith("Shift"):
+            continue
+        if len(name) == 1:
+            out.append(name.upper() if (ev.state or 0) & MOD_SHIFT and name.isalpha() else name)
+    return "".join(out)
+
+
+def _launch_sink_terminal(desktop) -> None:
+    desktop.launch(
+        ["xterm", "-geometry", "80x24+100+100", "-e", "sh", "-c", "cat > /dev/null"], "xterm-sink"
+    )
+    desktop.wait_for_window("XTerm")
+
+
+def test_storm_every_event_recorded_in_order(desktop, store: Store) -> None:
+    _launch_sink_terminal(desktop)
+    with ScriptedWorker(desktop.display, speed=1000) as worker:
+        with recording(desktop.display, store) as rec:
+            worker.click(300, 200)
+            worker.motion_storm(20_000)
+            worker.type_storm(STORM_TEXT)
+            for i in range(200):
+                worker.click(200 + (i % 20) * 10, 180 + (i // 20) * 10)
+        sent = dict(worker.sent)
+    counts = store.counts(rec.session)
+    assert counts["move"] == sent["motion"]
+    assert counts["button"] == sent["button"]
+    assert counts["key"] == sent["key"]
+    assert sent["motion"] >= 20_000 and sent["key"] >= 4_000 and sent["button"] >= 402
+
+    events = list(store.events(rec.session))
+    seqs = [e.seq for e in events]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+    inputs = [e for e in events if e.kind in (Kind.MOVE, Kind.BUTTON, Kind.KEY, Kind.WHEEL)]
+    stamps = [e.t_ns for e in inputs]
+    assert stamps == sorted(stamps), "input events are stored in the order they happened"
+    # the storm's moves alternate between two adjacent pixels, without a single gap
+    moves = [(e.x, e.y) for e in events if e.kind == Kind.MOVE]
+    longest = run = 1
+    for a, b in zip(moves, moves[1:], strict=False):
+        run = run + 1 if abs(a[0] - b[0]) == 1 and a[1] == b[1] else 1
+        longest = max(longest, run)
+    assert longest >= 20_000
+    assert _typed_text(events) == STORM_TEXT
+    presses = [e for e in events if e.kind == Kind.BUTTON and e.value == 1]
+    targets = [e for e in events if e.kind == Kind.TARGET]
+    assert len(targets) == len(presses)
+    assert all(t.data and t.data.get("app") == "XTerm" for t in targets[-200:])
+
+
+def test_sigkill_during_storm_keeps_a_clean_store(desktop, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    env = dict(desktop.env, DEMOTRACE_HOME=str(home))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "demotrace", "record", "--display", desktop.display],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    db_path = home / "store" / "demotrace.db"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if db_path.exists():
+            with sqlite3.connect(db_path) as db:
+                if db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0]:
+                    break
+        time.sleep(0.1)
+    time.sleep(0.5)
+    stop = threading.Event()
+    sent_until: list[int] = []
+
+    def storm() -> None:
+        with ScriptedWorker(desktop.display, speed=1000) as worker:
+            while not stop.is_set():
+                worker.motion_storm(500)
+                sent_until.append(time.monotonic_ns())
+
+    thread = threading.Thread(target=storm)
+    thread.start()
+    time.sleep(3.0)
+    killed_ns = time.monotonic_ns()
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stop.set()
+    thread.join()
+    assert proc.returncode == -signal.SIGKILL
+
+    with sqlite3.connect(db_path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        last_t, n_moves = db.execute(
+            "SELECT MAX(t_ns), SUM(kind = ?) FROM events", (int(Kind.MOVE),)
+        ).fetchone()
+    assert n_moves > 1000
+    assert killed_ns - last_t <= 1_000_000_000, "at most one second of events lost"
+    store = Store(home / "store", create=False)
+    from demotrace.summary import session_summary
+
+    assert session_summary(store, 1)["status"] == "interrupted"
+    moves = [(e.x, e.y) for e in store.events(1, (Kind.MOVE,))]
+    store.close()
+    # what was committed is a gap-free prefix: consecutive moves always differ by one pixel
+    storm_moves = moves[-n_moves // 2 :]
+    assert all(abs(a[0] - b[0]) == 1 for a, b in zip(storm_moves, storm_moves[1:], strict=False))
