@@ -64,6 +64,15 @@ class LayoutFile:
                 )
             time.sleep(0.01)
 
+    def wait_ready(self, timeout: float = 10.0) -> Layout:
+        """Wait until the window and every named widget are on screen."""
+
+        def ready(lay: Layout) -> bool:
+            shown = lay.get("widgets", {}).values()
+            return bool(shown) and all(w.get("bbox") for w in shown)
+
+        return self.wait(ready, timeout, "all widgets on screen")
+
     def wait_state(self, key: str, value: Any, timeout: float = 5.0) -> Layout:
         return self.wait(
             lambda lay: lay["state"].get(key) == value, timeout, f"state {key} == {value!r}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 import tkinter as tk
 from pathlib import Path
@@ -65,8 +66,9 @@ class LayoutWriter:
         self._pending = None
         try:
             snapshot = self.snapshot()
-        except tk.TclError:
-            return  # a widget went away mid-measure; the next event or poll retries
+        except (tk.TclError, ValueError) as exc:  # a widget went away mid-measure: retry later
+            print(f"layout: {exc}", file=sys.stderr)
+            return
         body = json.dumps(snapshot, sort_keys=True)
         if body == self._last:
             return
@@ -83,13 +85,16 @@ class LayoutWriter:
     def _call(self, *args: Any) -> Any:
         return self.root.tk.call(*args)
 
+    def _int(self, *args: Any) -> int:
+        return int(str(self.root.tk.call(*args)))
+
     def _box(self, path: str) -> Box | None:
-        if not int(self._call("winfo", "viewable", path)):
+        if not self._int("winfo", "viewable", path):
             return None
-        x = int(self._call("winfo", "rootx", path))
-        y = int(self._call("winfo", "rooty", path))
-        w = int(self._call("winfo", "width", path))
-        h = int(self._call("winfo", "height", path))
+        x = self._int("winfo", "rootx", path)
+        y = self._int("winfo", "rooty", path)
+        w = self._int("winfo", "width", path)
+        h = self._int("winfo", "height", path)
         return [x, y, x + w, y + h]
 
     def snapshot(self) -> dict[str, Any]:
@@ -134,23 +139,23 @@ class LayoutWriter:
         box = self._box(path)
         if box is None:
             return []
-        last = self._call(path, "index", "end")
+        last = str(self._call(path, "index", "end"))
         if last == "none":
             return []
         font = self._call(path, "cget", "-font")
         starts, labels = [], []
         for i in range(int(last) + 1):
-            starts.append(int(self._call(path, "xposition", i)))
+            starts.append(self._int(path, "xposition", i))
             labels.append(str(self._call(path, "entrycget", i, "-label")))
         pad = 20
         if len(starts) > 1:
-            pad = starts[1] - starts[0] - int(self._call("font", "measure", font, labels[0]))
+            pad = starts[1] - starts[0] - self._int("font", "measure", font, labels[0])
         entries = []
         for i, label in enumerate(labels):
             if i + 1 < len(starts):
                 end = starts[i + 1]
             else:
-                end = starts[i] + int(self._call("font", "measure", font, label)) + pad
+                end = starts[i] + self._int("font", "measure", font, label) + pad
             entries.append(
                 {"label": label, "bbox": [box[0] + starts[i], box[1], box[0] + end, box[3]]}
             )
@@ -160,7 +165,7 @@ class LayoutWriter:
         box = self._box(path)
         items: list[dict[str, Any]] = []
         if box is not None:
-            size = int(self._call(path, "size"))
+            size = self._int(path, "size")
             for i in range(size):
                 item = self._call(path, "bbox", i)
                 if not item:
@@ -209,14 +214,12 @@ class LayoutWriter:
         popups: list[dict[str, Any]] = []
         combo = str(self.bench.widgets["country"])
         popdown = f"{combo}.popdown"
-        if int(self._call("winfo", "exists", popdown)) and int(
-            self._call("winfo", "ismapped", popdown)
-        ):
+        if self._int("winfo", "exists", popdown) and self._int("winfo", "ismapped", popdown):
             popups.append(self._combo_popup(popdown))
         for menu in self._menus("."):
             if str(self._call(menu, "cget", "-type")) == "menubar":
                 continue
-            if int(self._call("winfo", "ismapped", menu)):
+            if self._int("winfo", "ismapped", menu):
                 popups.append(self._menu_popup(menu))
         return popups
 
@@ -224,7 +227,7 @@ class LayoutWriter:
         listbox = f"{popdown}.f.l"
         box = self._box(listbox) or [0, 0, 0, 0]
         items = []
-        for i in range(int(self._call(listbox, "size"))):
+        for i in range(self._int(listbox, "size")):
             item = self._call(listbox, "bbox", i)
             entry: dict[str, Any] = {"text": str(self._call(listbox, "get", i)), "bbox": None}
             if item:
@@ -254,11 +257,11 @@ class LayoutWriter:
             suffix = menu.rsplit(".", 1)[-1].rsplit("#", 1)[-1]
             owner, path = self.bench.menu_owners.get(suffix, ("unknown", ()))
         box = self._box(menu) or [0, 0, 0, 0]
-        bd = int(self._call(menu, "cget", "-borderwidth"))
-        last = self._call(menu, "index", "end")
+        bd = self._int("winfo", "pixels", menu, self._call(menu, "cget", "-borderwidth"))
+        last = str(self._call(menu, "index", "end"))
         count = 0 if last == "none" else int(last) + 1
-        active = self._call(menu, "index", "active")
-        tops = [int(self._call(menu, "yposition", i)) for i in range(count)]
+        active = str(self._call(menu, "index", "active"))
+        tops = [self._int(menu, "yposition", i) for i in range(count)]
         entries = []
         for i in range(count):
             kind = str(self._call(menu, "type", i))

@@ -33,7 +33,7 @@ FILES: tuple[str, ...] = tuple(
 
 #: Menubar: (label, entries); an entry is a label, ``None`` for a separator, or a nested
 #: (label, entries) tuple for a cascade.
-MenuEntries = tuple["str | None | tuple[str, MenuEntries]", ...]
+MenuEntries = tuple["str | tuple[str, MenuEntries] | None", ...]
 
 MENUBAR: tuple[tuple[str, MenuEntries], ...] = (
     ("File", ("New", "Open", "Save", None, ("Export", ("CSV", "JSON", "PDF")), None, "Close")),

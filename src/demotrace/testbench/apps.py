@@ -1,0 +1,44 @@
+"""Starting the bench's programs on a :class:`VirtualDesktop`: the workbench and xterm."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from demotrace.testbench.layout import LayoutFile
+
+if TYPE_CHECKING:
+    from demotrace.testbench.desktop import VirtualDesktop
+
+WORKBENCH_GEOMETRY = "640x740+0+0"
+XTERM_GEOMETRY = "80x24+660+40"
+
+
+@dataclass
+class App:
+    name: str
+    wm_class: str
+    window: int
+    layout: LayoutFile | None = None
+
+
+def start_workbench(
+    desktop: VirtualDesktop, geometry: str = WORKBENCH_GEOMETRY, timeout: float = 15.0
+) -> App:
+    """Launch the Tk workbench and wait until its layout file shows every widget."""
+    layout = LayoutFile(desktop.tmpdir / "workbench-layout.json")
+    argv = [sys.executable, "-m", "demotrace.testbench.workbench"]
+    desktop.launch([*argv, "--layout", str(layout.path), "--geometry", geometry], "workbench")
+    window = desktop.wait_for_window("Workbench", timeout)
+    layout.wait_ready(timeout)
+    return App("workbench", "Workbench", window, layout)
+
+
+def start_xterm(
+    desktop: VirtualDesktop, geometry: str = XTERM_GEOMETRY, timeout: float = 15.0
+) -> App:
+    """Launch xterm (plain ``sh``, no rc files) at ``geometry`` and wait for its window."""
+    argv = ["xterm", "-geometry", geometry, "-title", "xterm", "-e", "/bin/sh"]
+    desktop.launch(argv, "xterm")
+    return App("xterm", "XTerm", desktop.wait_for_window("XTerm", timeout))

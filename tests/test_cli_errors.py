@@ -1,0 +1,109 @@
+"""Bad situations give one clear paragraph and a non-zero exit, never a traceback or lost data."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from demotrace.testbench.worker import ScriptedWorker
+
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+
+
+def demotrace(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "demotrace", *args],
+        env=env, capture_output=True, text=True, timeout=timeout,
+    )
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, code: int, *phrases: str) -> None:
+    assert result.returncode == code, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    text = " ".join(result.stderr.split())
+    for phrase in phrases:
+        assert phrase in text, text
+
+
+@contextmanager
+def tmpfs(path: Path, options: str) -> Iterator[Path]:
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_no_display(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    env["DEMOTRACE_HOME"] = str(tmp_path)
+    result = demotrace("record", env=env)
+    assert_clean_error(result, 3, "Cannot open the X display", "set DISPLAY")
+    result = demotrace("record", "--display", ":987", env=env)
+    assert_clean_error(result, 3, "Cannot open the X display :987")
+
+
+def test_sessions_without_a_store_and_unknown_session(tmp_path: Path) -> None:
+    env = dict(os.environ, DEMOTRACE_HOME=str(tmp_path / "nothing"))
+    assert_clean_error(demotrace("sessions", env=env), 5, "no demotrace store")
+    assert_clean_error(demotrace("show", "3", env=env), 5, "no demotrace store")
+
+
+@ROOT_ONLY
+def test_read_only_data_directory(desktop, tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "ro", "ro,size=1m") as ro:
+        env = dict(desktop.env, DEMOTRACE_HOME=str(ro / "home"))
+        result = demotrace("record", "--duration", "1", env=env)
+    assert_clean_error(result, 5, "Cannot open the local store", "read-only")
+
+
+@ROOT_ONLY
+def test_full_disk_stops_cleanly_and_keeps_what_was_committed(desktop, tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "full", "size=400k") as full:
+        home = full / "home"
+        env = dict(desktop.env, DEMOTRACE_HOME=str(home))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "demotrace", "record", "--display", desktop.display],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        time.sleep(2.0)
+        with ScriptedWorker(desktop.display, speed=1000) as worker:
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and time.monotonic() < deadline:
+                worker.motion_storm(2000)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+        result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+        assert_clean_error(result, 5, "disk is full", "already captured is kept")
+        with sqlite3.connect(home / "store" / "demotrace.db") as db:
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] > 1000
+
+
+def test_second_recorder_on_the_same_store(desktop, tmp_path: Path) -> None:
+    env = dict(desktop.env, DEMOTRACE_HOME=str(tmp_path / "home"))
+    first = subprocess.Popen(
+        [sys.executable, "-m", "demotrace", "record"], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        lock = tmp_path / "home" / "store" / "recorder.lock"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (lock.exists() and lock.read_text()):
+            time.sleep(0.1)
+        second = demotrace("record", "--duration", "1", env=env)
+        assert_clean_error(second, 6, "already writing to the store", f"pid {first.pid}")
+    finally:
+        first.send_signal(signal.SIGINT)
+        assert first.wait(timeout=30) == 0
