@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import sqlite3
@@ -12,7 +13,6 @@ import time
 from pathlib import Path
 
 from conftest import recording
-
 from demotrace.model import MOD_SHIFT, Kind
 from demotrace.store.db import Store
 from demotrace.testbench.worker import ScriptedWorker
@@ -67,7 +67,7 @@ def test_storm_every_event_recorded_in_order(desktop, store: Store) -> None:
     # the storm's moves alternate between two adjacent pixels, without a single gap
     moves = [(e.x, e.y) for e in events if e.kind == Kind.MOVE]
     longest = run = 1
-    for a, b in zip(moves, moves[1:], strict=False):
+    for a, b in itertools.pairwise(moves):
         run = run + 1 if abs(a[0] - b[0]) == 1 and a[1] == b[1] else 1
         longest = max(longest, run)
     assert longest >= 20_000
@@ -83,7 +83,9 @@ def test_sigkill_during_storm_keeps_a_clean_store(desktop, tmp_path: Path) -> No
     env = dict(desktop.env, DEMOTRACE_HOME=str(home))
     proc = subprocess.Popen(
         [sys.executable, "-m", "demotrace", "record", "--display", desktop.display],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     db_path = home / "store" / "demotrace.db"
     deadline = time.monotonic() + 20
@@ -128,4 +130,4 @@ def test_sigkill_during_storm_keeps_a_clean_store(desktop, tmp_path: Path) -> No
     store.close()
     # what was committed is a gap-free prefix: consecutive moves always differ by one pixel
     storm_moves = moves[-n_moves // 2 :]
-    assert all(abs(a[0] - b[0]) == 1 for a, b in zip(storm_moves, storm_moves[1:], strict=False))
+    assert all(abs(a[0] - b[0]) == 1 for a, b in itertools.pairwise(storm_moves))

@@ -22,7 +22,10 @@ ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs
 def demotrace(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "demotrace", *args],
-        env=env, capture_output=True, text=True, timeout=timeout,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
@@ -74,7 +77,10 @@ def test_full_disk_stops_cleanly_and_keeps_what_was_committed(desktop, tmp_path:
         env = dict(desktop.env, DEMOTRACE_HOME=str(home))
         proc = subprocess.Popen(
             [sys.executable, "-m", "demotrace", "record", "--display", desktop.display],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         time.sleep(2.0)
         with ScriptedWorker(desktop.display, speed=1000) as worker:
@@ -94,8 +100,10 @@ def test_full_disk_stops_cleanly_and_keeps_what_was_committed(desktop, tmp_path:
 def test_second_recorder_on_the_same_store(desktop, tmp_path: Path) -> None:
     env = dict(desktop.env, DEMOTRACE_HOME=str(tmp_path / "home"))
     first = subprocess.Popen(
-        [sys.executable, "-m", "demotrace", "record"], env=env,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "demotrace", "record"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         lock = tmp_path / "home" / "store" / "recorder.lock"

@@ -1,3 +1,5 @@
-from demotrace.cli import main
 import sys
+
+from demotrace.cli import main
+
 sys.exit(main())

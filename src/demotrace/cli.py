@@ -75,8 +75,10 @@ def cmd_record(args: argparse.Namespace) -> int:
         out.print_json(json.dumps(summary))
     else:
         n = sum(summary["events"].values())
-        err.print(f"[bold]■[/] stopped session {session}: {n:,} events, "
-                  f"{summary['events'].get('frame', 0):,} frames paired, {summary['seconds']:.1f} s")
+        err.print(
+            f"[bold]■[/] stopped session {session}: {n:,} events, "
+            f"{summary['events'].get('frame', 0):,} frames paired, {summary['seconds']:.1f} s"
+        )
     if recorder.error is not None:
         raise recorder.error
     return 0
@@ -102,12 +104,23 @@ def cmd_sessions(args: argparse.Namespace) -> int:
         return 0
     table = Table(title=f"Sessions in {store.root}")
     for col in ("id", "started", "status", "duration", "events", "frames", "apps", "size"):
-        table.add_column(col, justify="right" if col in ("id", "events", "frames", "size") else "left")
+        table.add_column(
+            col, justify="right" if col in ("id", "events", "frames", "size") else "left"
+        )
     for r in rows:
-        started = dt.datetime.fromtimestamp(r["started_wall_ns"] / 1e9).strftime("%Y-%m-%d %H:%M:%S")
-        table.add_row(str(r["id"]), started, r["status"], f"{r['duration_s']:.1f} s",
-                      f"{r['events']:,}", f"{r['frames']['paired']:,}", ", ".join(r["apps"]),
-                      "≈" + _human_bytes(r["bytes"]["total_approx"]))
+        started = dt.datetime.fromtimestamp(r["started_wall_ns"] / 1e9).strftime(
+            "%Y-%m-%d %H:%M:%S"
+        )
+        table.add_row(
+            str(r["id"]),
+            started,
+            r["status"],
+            f"{r['duration_s']:.1f} s",
+            f"{r['events']:,}",
+            f"{r['frames']['paired']:,}",
+            ", ".join(r["apps"]),
+            "≈" + _human_bytes(r["bytes"]["total_approx"]),
+        )
     out.print(table)
     return 0
 
@@ -123,9 +136,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         out.print_json(json.dumps(summary))
         return 0
-    out.print(f"[bold]Session {summary['id']}[/] ({summary['status']}), "
-              f"{summary['duration_s']:.1f} s on {summary['display']} "
-              f"{summary['screen'][0]}x{summary['screen'][1]}")
+    out.print(
+        f"[bold]Session {summary['id']}[/] ({summary['status']}), "
+        f"{summary['duration_s']:.1f} s on {summary['display']} "
+        f"{summary['screen'][0]}x{summary['screen'][1]}"
+    )
     table = Table(title="events by kind")
     table.add_column("kind")
     table.add_column("count", justify="right")
@@ -135,10 +150,14 @@ def cmd_show(args: argparse.Namespace) -> int:
     apps = ", ".join(f"{a} ({n}x)" for a, n in summary["apps"].items()) or "none"
     out.print(f"apps (window switches): {apps}")
     fr = summary["frames"]
-    out.print(f"frames: {fr['paired']:,} paired with actions, {fr['frames']:,} distinct screens, "
-              f"{fr['tiles']:,} stored tiles")
+    out.print(
+        f"frames: {fr['paired']:,} paired with actions, {fr['frames']:,} distinct screens, "
+        f"{fr['tiles']:,} stored tiles"
+    )
     b = summary["bytes"]
-    out.print(f"bytes: events ≈{_human_bytes(b['events_approx'])}, frames {_human_bytes(b['frames'])}")
+    out.print(
+        f"bytes: events ≈{_human_bytes(b['events_approx'])}, frames {_human_bytes(b['frames'])}"
+    )
     if args.frames_out:
         out.print(f"wrote {summary['frames_written']} frame images to {args.frames_out}")
     return 0
@@ -201,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     sh.set_defaults(func=cmd_show)
 
     d = sub.add_parser("demo", help="record scripted work on a private virtual desktop")
-    d.add_argument("--home", help="data folder for the demo (default: a new folder under ./demo-out)")
+    d.add_argument(
+        "--home", help="data folder for the demo (default: a new folder under ./demo-out)"
+    )
     d.add_argument("--scenario", action="append", help="scenario name (repeatable; default: all)")
     d.add_argument("--speed", type=float, default=1.0, help="worker speed factor (1 = human)")
     d.add_argument("--json", action="store_true")
@@ -222,8 +243,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         err.print("interrupted")
         return 130
     except OSError as exc:
-        wrapped = StoreError(f"{exc.strerror or exc}: {exc.filename or ''}. Check the path, its "
-                             "permissions and the free disk space.")
+        wrapped = StoreError(
+            f"{exc.strerror or exc}: {exc.filename or ''}. Check the path, its "
+            "permissions and the free disk space."
+        )
         err.print(f"[bold red]error:[/] {wrapped}", soft_wrap=True)
         return wrapped.exit_code
     except Exception:
@@ -234,8 +257,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             where = f"The details are in {log}."
         except OSError:
             where = "The details could not be saved (the data folder is not writable)."
-        err.print(f"[bold red]error:[/] demotrace hit an internal error. {where} Data captured "
-                  "so far was committed. Please report it with that file.", soft_wrap=True)
+        err.print(
+            f"[bold red]error:[/] demotrace hit an internal error. {where} Data captured "
+            "so far was committed. Please report it with that file.",
+            soft_wrap=True,
+        )
         return 70
 
 

@@ -30,8 +30,8 @@ class Kind(IntEnum):
     - FOCUS: data = {app, instance, title, pid, window, geometry}
     - TITLE: data = {window, title}
     - POPUP: value = 1 map / 0 unmap, data = {window, type, geometry, app}
-    - TARGET: x, y, data = {window, app, title, popup, geometry} (window under the pointer at a press)
-    - FRAME: data = {frame, for_seq, reason, t_grab_ns, age_ns, region}
+    - TARGET: x, y, data = {window, app, popup} (the window under the pointer at a press)
+    - FRAME: data = {frame, for_seq, reason, t_grab_ns, t_verified_ns, age_ns, region}
     - GAP: data = {reason, duration_ns}
     - MARKER: data = {what, text}
     - SCREEN: x = width, y = height (at session start and on every change)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -60,7 +61,11 @@ class ActionStarts:
             last_t, last_code = self._last_wheel
             self._last_wheel = (row.t_ns, row.code)
             self._other_since_key = True
-            start = self._other_since_wheel or row.code != last_code or row.t_ns - last_t > self.wheel_gap
+            start = (
+                self._other_since_wheel
+                or row.code != last_code
+                or row.t_ns - last_t > self.wheel_gap
+            )
             self._other_since_wheel = False
             return "scroll" if start else None
         if kind == Kind.KEY:
@@ -80,7 +85,9 @@ class ActionStarts:
 class Recorder:
     """Records one session from an X display into a store until :meth:`stop`."""
 
-    def __init__(self, store: Store, display: str | None = None, config: RecorderConfig | None = None):
+    def __init__(
+        self, store: Store, display: str | None = None, config: RecorderConfig | None = None
+    ):
         self.store = store
         self.display = display if display is not None else os.environ.get("DISPLAY")
         self.config = config or RecorderConfig()
@@ -116,7 +123,9 @@ class Recorder:
             recorder_version=__version__,
             info=json.dumps({"pid": os.getpid(), "commit_interval": self.config.commit_interval}),
         )
-        self._writer = Writer(self.store, self.config.commit_interval, on_error=self._on_store_error)
+        self._writer = Writer(
+            self.store, self.config.commit_interval, on_error=self._on_store_error
+        )
         self._writer.start()
         if self.config.frames:
             from demotrace.capture.screen import FrameRing
@@ -139,12 +148,14 @@ class Recorder:
             self._writer.close()
         status = "failed" if self.error is not None else "stopped"
         if self.session is not None and self._capture is not None:
-            try:
+            # the disk may be full: the session then reads as interrupted
+            with contextlib.suppress(Exception):
                 self.store.update_session(
-                    self.session, ended_wall_ns=time.time_ns(), ended_mono_ns=now_ns(), status=status
+                    self.session,
+                    ended_wall_ns=time.time_ns(),
+                    ended_mono_ns=now_ns(),
+                    status=status,
                 )
-            except Exception:  # the disk may be full: the session then reads as interrupted
-                pass
         self._capture = None
         self.store.release_writer()
         return self.summary()
@@ -173,24 +184,26 @@ class Recorder:
         starts = self._starts
         ring = self._ring
         counts = self.counts
+        move = Kind.MOVE
         with self._lock:
-            seq = self._seq
-            out = []
-            for row in rows:
-                seq += 1
-                out.append((session, seq, *row))
-                kind = row.kind
-                counts[kind] = counts.get(kind, 0) + 1
-                if kind == Kind.MOVE:
+            base = self._seq
+            self._seq = base + len(rows)
+            out = [(session, base + i, *row) for i, row in enumerate(rows, 1)]
+            others = 0
+            for i, row in enumerate(rows, 1):
+                kind = row[2]
+                if kind == move:
                     continue
+                others += 1
+                counts[kind] = counts.get(kind, 0) + 1
                 reason = starts.feed(row)
                 if ring is not None:
                     if reason is not None:
-                        ring.request(row.t_ns, seq, reason)
+                        ring.request(row.t_ns, base + i, reason)
                     elif kind == Kind.POPUP and row.data:
                         info = json.loads(row.data)
                         ring.popup(info["window"], info["geometry"] if row.value else None)
-            self._seq = seq
+            counts[move] = counts.get(move, 0) + len(rows) - others
             assert self._writer is not None
             self._writer.put_events(out)
 
@@ -198,8 +211,20 @@ class Recorder:
         with self._lock:
             self._seq += 1
             self.counts[Kind.FRAME] = self.counts.get(Kind.FRAME, 0) + 1
-            return (self.session, self._seq, t_ns, None, int(Kind.FRAME), None, None, None, None,
-                    None, None, json.dumps(data, separators=(",", ":")))
+            return (
+                self.session,
+                self._seq,
+                t_ns,
+                None,
+                int(Kind.FRAME),
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                json.dumps(data, separators=(",", ":")),
+            )
 
     def _on_frame(self, item: FrameWrite) -> None:
         assert self._writer is not None

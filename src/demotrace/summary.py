@@ -70,6 +70,9 @@ def session_summary(store: Store, session: int) -> dict[str, Any]:
         "counts": counts,
         "apps": apps,
         "frames": {"paired": frame_events, **frames},
-        "bytes": {"events_approx": event_bytes, "frames": frames["frame_bytes"],
-                  "total_approx": event_bytes + frames["frame_bytes"]},
+        "bytes": {
+            "events_approx": event_bytes,
+            "frames": frames["frame_bytes"],
+            "total_approx": event_bytes + frames["frame_bytes"],
+        },
     }

@@ -126,8 +126,16 @@ class FrameRing:
         self._last_persisted: tuple[bytes, list[bytes], int] | None = None
         self._last_keyframe_n = -1
         self._last_change = 0
-        self.stats = {"grabs": 0, "versions": 0, "checks": 0, "frames": 0, "dropped": 0,
-                      "tiles_encoded": 0, "encode_s": 0.0, "grab_s": 0.0}
+        self.stats = {
+            "grabs": 0,
+            "versions": 0,
+            "checks": 0,
+            "frames": 0,
+            "dropped": 0,
+            "tiles_encoded": 0,
+            "encode_s": 0.0,
+            "grab_s": 0.0,
+        }
         self.error: str | None = None
 
     # -- public, thread-safe -------------------------------------------------------------------
@@ -137,7 +145,9 @@ class FrameRing:
         self._disp.damage_query_version()
         root = self._disp.screen().root
         self._damage = root.damage_create(damage.DamageReportBoundingBox)
-        self._damage_event = self._disp.query_extension("DAMAGE").first_event + damage.DamageNotifyCode
+        self._damage_event = (
+            self._disp.query_extension("DAMAGE").first_event + damage.DamageNotifyCode
+        )
         self._disp.sync()
         self._thread.start()
         self._encoder.start()
@@ -208,10 +218,14 @@ class FrameRing:
             now = now_ns()
             timeout = cfg.keyframe_s
             if dirty is not None:
-                due = max(first_dirty + int(cfg.settle * 1e9), last_grab + int(cfg.min_interval * 1e9))
+                due = max(
+                    first_dirty + int(cfg.settle * 1e9), last_grab + int(cfg.min_interval * 1e9)
+                )
                 timeout = max(0.0, (due - now) / 1e9)
             if self._popups:
-                timeout = min(timeout, max(0.0, (last_check + int(cfg.popup_check * 1e9) - now) / 1e9))
+                timeout = min(
+                    timeout, max(0.0, (last_check + int(cfg.popup_check * 1e9) - now) / 1e9)
+                )
             if not self._requests:
                 readable, _, _ = select.select([xfd, self._wake_r], [], [], timeout)
                 if self._wake_r in readable:
@@ -225,12 +239,18 @@ class FrameRing:
                     if dirty is None:
                         dirty, first_dirty = box, now_ns()
                     else:
-                        dirty = [min(dirty[0], box[0]), min(dirty[1], box[1]),
-                                 max(dirty[2], box[2]), max(dirty[3], box[3])]
+                        dirty = [
+                            min(dirty[0], box[0]),
+                            min(dirty[1], box[1]),
+                            max(dirty[2], box[2]),
+                            max(dirty[3], box[3]),
+                        ]
             self._answer_requests()
             now = now_ns()
             if dirty is not None:
-                due = max(first_dirty + int(cfg.settle * 1e9), last_grab + int(cfg.min_interval * 1e9))
+                due = max(
+                    first_dirty + int(cfg.settle * 1e9), last_grab + int(cfg.min_interval * 1e9)
+                )
                 if now >= due:
                     self._disp.damage_subtract(self._damage, 0, 0)
                     self._disp.flush()
@@ -241,8 +261,12 @@ class FrameRing:
             if self._popups and now - last_check >= int(cfg.popup_check * 1e9):
                 with self._lock:
                     boxes = list(self._popups.values())
-                box = (min(b[0] for b in boxes), min(b[1] for b in boxes),
-                       max(b[2] for b in boxes), max(b[3] for b in boxes))
+                box = (
+                    min(b[0] for b in boxes),
+                    min(b[1] for b in boxes),
+                    max(b[2] for b in boxes),
+                    max(b[3] for b in boxes),
+                )
                 self._grab(grabber, box)
                 last_check = now_ns()
                 self.stats["checks"] += 1
@@ -346,14 +370,27 @@ class FrameRing:
             parent, depth = None, 0
             last = self._last_persisted
             if last is not None and last[2] < MAX_DEPTH:
-                changes = [(i, h) for i, (h, p) in enumerate(zip(version.hashes, last[1], strict=True)) if h != p]
+                changes = [
+                    (i, h)
+                    for i, (h, p) in enumerate(zip(version.hashes, last[1], strict=True))
+                    if h != p
+                ]
                 if len(changes) * 2 < len(version.hashes):
                     parent, depth = last[0], last[2] + 1
                     grid = pack_delta(changes)
             if parent is None:
                 grid = pack_full(version.hashes)
-            manifest = (fhash, self.session, self.width, self.height, self.cfg.tile, parent, depth, grid,
-                        version.t_grab)
+            manifest = (
+                fhash,
+                self.session,
+                self.width,
+                self.height,
+                self.cfg.tile,
+                parent,
+                depth,
+                grid,
+                version.t_grab,
+            )
             self._stored_frames[fhash] = depth
             self._last_persisted = (fhash, version.hashes, depth)
             for thash in tiles:
@@ -388,7 +425,9 @@ class FrameRing:
             tiles = []
             size = 0
             for thash, pixels in job.tiles.items():
-                tiles.append((thash, self.session, pixels.shape[1], pixels.shape[0], encode_tile(pixels)))
+                tiles.append(
+                    (thash, self.session, pixels.shape[1], pixels.shape[0], encode_tile(pixels))
+                )
                 size += pixels.nbytes
             self.stats["encode_s"] += time.perf_counter() - started
             self.stats["tiles_encoded"] += len(tiles)
@@ -407,4 +446,3 @@ class FrameRing:
             if req.for_seq is not None:
                 data["for_seq"] = req.for_seq
             self._sink(FrameWrite(tiles, job.manifest, self._make_event(req.t_event, data)))
-

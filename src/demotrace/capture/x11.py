@@ -18,6 +18,7 @@ import contextlib
 import json
 import struct
 import threading
+import time
 from typing import Any
 
 from Xlib import XK, X, Xatom
@@ -32,7 +33,9 @@ from demotrace.model import WHEEL_BUTTONS, Kind, Row
 
 # type, detail, sequence, time, root, event, child, root_x, root_y, event_x, event_y, state, same
 _DEVICE_EVENT = struct.Struct("=BBHIIIIhhhhHBx")
-_POPUP_TYPES = ("COMBO", "POPUP_MENU", "MENU", "DROPDOWN_MENU", "TOOLTIP", "NOTIFICATION", "DND")
+_RECORD_ENABLE = 5  # RecordEnableContext minor opcode
+_FROM_SERVER, _END_OF_DATA = 0, 5  # RECORD reply categories
+_COALESCE_S = 0.003
 
 
 def open_display(name: str | None) -> xdisplay.Display:
@@ -175,54 +178,103 @@ class X11Capture:
                 self._ctl.flush()
         for thread in self._threads:
             thread.join(timeout=5)
+        with contextlib.suppress(Exception):
+            if self._ctx is not None:
+                self._ctl.record_free_context(self._ctx)
+                self._ctl.sync()
         for disp in (self._rec, self._win, self._query, self._ctl):
             with contextlib.suppress(Exception):
                 disp.close()
 
     # -- input (RECORD) -----------------------------------------------------------------------
     def _record_loop(self) -> None:
+        """Enable the context on the data connection and read its replies straight off the socket.
+
+        python-xlib opens the connection (authentication, byte order) and creates the context;
+        the enable request is then written by hand and the stream of RECORD replies is parsed
+        here, many replies per ``recv``: per-reply parsing through python-xlib costs several
+        times the whole per-event budget at storm rates.
+        """
+        sock = self._rec.display.socket
+        opcode = self._rec.display.get_extension_major("RECORD")
         try:
-            self._rec.record_enable_context(self._ctx, self._on_record)
+            sock.sendall(struct.pack("=BBHI", opcode, _RECORD_ENABLE, 2, self._ctx))
+            self._read_record_stream(sock)
         except Exception as exc:  # connection lost: report, never crash the recorder
             if not self._stopping.is_set():
                 self.errors.append(f"X input capture stopped: {exc}")
-        with contextlib.suppress(Exception):
-            self._rec.record_free_context(self._ctx)
 
-    def _on_record(self, reply: Any) -> None:
-        if reply.category != record.FromServer:
-            return
-        data = reply.data
-        usable = len(data) - len(data) % 32
-        if not usable:
-            return
-        recv = now_ns()
-        fmt = _DEVICE_EVENT if not reply.client_swapped else struct.Struct(">BBHIIIIhhhhHBx")
-        rows: list[Row] = []
-        append = rows.append
+    def _read_record_stream(self, sock: Any) -> None:
+        buf = bytearray()
+        unpack_from = struct.unpack_from
+        event_from = _DEVICE_EVENT.unpack_from
         cmap = self._clock.map
-        for typ, detail, _s, xt, _r, _e, _c, rx, ry, _ex, _ey, state, _ss in fmt.iter_unpack(
-            data[:usable] if usable != len(data) else data
-        ):
-            typ &= 0x7F
-            t = cmap(xt, recv)
-            if typ == X.MotionNotify:
-                append(Row(t, xt, Kind.MOVE, rx, ry))
-            elif typ == X.ButtonPress or typ == X.ButtonRelease:
-                press = 1 if typ == X.ButtonPress else 0
-                if detail in WHEEL_BUTTONS:
-                    if press:
-                        append(Row(t, xt, Kind.WHEEL, rx, ry, detail, state, 1))
+        keyname = self.keymap.name
+        motion, bpress, brelease, kpress, krelease = (
+            X.MotionNotify,
+            X.ButtonPress,
+            X.ButtonRelease,
+            X.KeyPress,
+            X.KeyRelease,
+        )
+        MOVE, BUTTON, WHEEL, KEY = Kind.MOVE, Kind.BUTTON, Kind.WHEEL, Kind.KEY
+        while True:
+            chunk = sock.recv(1 << 16)
+            if not chunk:
+                if not self._stopping.is_set():
+                    self.errors.append(
+                        "X input capture stopped: the X server closed the connection"
+                    )
+                return
+            recv = now_ns()
+            buf += chunk
+            pos, end, done = 0, len(buf), False
+            rows: list[Row] = []
+            append = rows.append
+            while end - pos >= 32:
+                if buf[pos] != 1:  # an error or event on the data connection: skip it
+                    pos += 32
                     continue
-                append(Row(t, xt, Kind.BUTTON, rx, ry, detail, state, press))
-                if press:
-                    append(self._target_row(t, rx, ry))
-            elif typ == X.KeyPress or typ == X.KeyRelease:
-                press = 1 if typ == X.KeyPress else 0
-                name = self.keymap.name(detail, state)
-                append(Row(t, xt, Kind.KEY, rx, ry, detail, state, press, name))
-        if rows and self._sink is not None:
-            self._sink(rows)
+                total = 32 + 4 * unpack_from("=I", buf, pos + 4)[0]
+                if end - pos < total:
+                    break
+                category = buf[pos + 1]
+                if category == _END_OF_DATA:
+                    done = True
+                elif category == _FROM_SERVER:
+                    for off in range(pos + 32, pos + total - 31, 32):
+                        typ, detail, _s, xt, _r, _e, _c, rx, ry, _ex, _ey, state, _ss = event_from(
+                            buf, off
+                        )
+                        typ &= 0x7F
+                        t = cmap(xt, recv)
+                        if typ == motion:
+                            append((t, xt, MOVE, rx, ry))  # type: ignore[arg-type]  # short row
+                        elif typ in (bpress, brelease):
+                            press = 1 if typ == bpress else 0
+                            if detail in WHEEL_BUTTONS:
+                                if press:
+                                    append(Row(t, xt, WHEEL, rx, ry, detail, state, 1))
+                            else:
+                                append(Row(t, xt, BUTTON, rx, ry, detail, state, press))
+                                if press:
+                                    append(self._target_row(t, rx, ry))
+                        elif typ in (kpress, krelease):
+                            press = 1 if typ == kpress else 0
+                            append(
+                                Row(
+                                    t, xt, KEY, rx, ry, detail, state, press, keyname(detail, state)
+                                )
+                            )
+                pos += total
+            del buf[:pos]
+            if rows and self._sink is not None:
+                self._sink(rows)
+            if done:
+                return
+            # Let a burst accumulate: at storm rates one wake-up then parses dozens of events
+            # instead of one; at human rates it adds at most this much latency.
+            time.sleep(_COALESCE_S)
 
     # -- window under the pointer ---------------------------------------------------------
     def _atom(self, disp: xdisplay.Display, name: str) -> int:
@@ -240,6 +292,7 @@ class X11Capture:
         return Row(t, None, Kind.TARGET, x, y, data=_compact(info))
 
     def _window_at(self, x: int, y: int) -> dict[str, Any]:
+        """The client (or open popup) under a root point: two round trips per tree level."""
         q = self._query
         root = q.screen().root
         wm_state = self._atom(q, "WM_STATE")
@@ -248,17 +301,11 @@ class X11Capture:
             child = parent.translate_coords(root, x, y).child
             if not child:
                 break
-            attrs = child.get_attributes()
-            if attrs.override_redirect:
-                popup = self._popups.get(child.id)
-                return {
-                    "window": child.id,
-                    "popup": popup.get("type") if popup else "unknown",
-                    "app": popup.get("app") if popup else self._class_of(child),
-                }
-            if child.get_full_property(wm_state, X.AnyPropertyType) is not None:
-                geo = self._geometry(q, child)
-                return {"window": child.id, "app": self._class_of(child), "geometry": geo}
+            popup = self._popups.get(child.id)
+            if popup is not None:
+                return {"window": child.id, "popup": popup.get("type"), "app": popup.get("app")}
+            if child.get_property(wm_state, X.AnyPropertyType, 0, 0) is not None:
+                return {"window": child.id, "app": self._class_of(child)}
             parent = child
         return {"window": 0}
 
@@ -313,8 +360,14 @@ class X11Capture:
                 title = self._title(ev.window)
                 if title != self.active.get("title"):
                     self.active["title"] = title
-                    rows.append(Row(t, None, Kind.TITLE, data=_compact(
-                        {"window": ev.window.id, "title": title})))
+                    rows.append(
+                        Row(
+                            t,
+                            None,
+                            Kind.TITLE,
+                            data=_compact({"window": ev.window.id, "title": title}),
+                        )
+                    )
         elif etype == X.MapNotify and ev.override:
             popup = self._read_popup(ev.window)
             if popup is not None:
@@ -384,9 +437,7 @@ class X11Capture:
             window = disp.create_resource_object("window", wid)
             try:
                 wm_class = window.get_wm_class()
-                pid_prop = window.get_full_property(
-                    self._atom(disp, "_NET_WM_PID"), Xatom.CARDINAL
-                )
+                pid_prop = window.get_full_property(self._atom(disp, "_NET_WM_PID"), Xatom.CARDINAL)
                 info.update(
                     app=wm_class[1] if wm_class else "",
                     instance=wm_class[0] if wm_class else "",

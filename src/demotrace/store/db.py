@@ -93,7 +93,9 @@ def _friendly(exc: BaseException, path: Path, doing: str) -> StoreError:
     text = str(exc)
     low = text.lower()
     if "readonly" in low or "read-only" in low or isinstance(exc, PermissionError):
-        hint = "the folder or file is read-only; choose a writable DEMOTRACE_HOME or fix permissions"
+        hint = (
+            "the folder or file is read-only; choose a writable DEMOTRACE_HOME or fix permissions"
+        )
     elif "full" in low or getattr(exc, "errno", None) == errno.ENOSPC:
         hint = "the disk is full; free some space (what was already captured is kept)"
     elif "malformed" in low or "not a database" in low:
@@ -112,7 +114,8 @@ class Store:
         if not create and not self.path.exists():
             raise StoreError(
                 f"There is no demotrace store at {self.root} yet. Record something first "
-                "(`demotrace record` or `demotrace demo`), or point DEMOTRACE_HOME at an existing one."
+                "(`demotrace record` or `demotrace demo`), or point DEMOTRACE_HOME at an existing "
+                "one."
             )
         try:
             self.root.mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,8 @@ class WriterStats:
 
 
 _EVENT_SQL = "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+#: Pointer moves arrive as short rows; binding the five NULL columns costs more than the insert.
+_MOVE_SQL = "INSERT INTO events (session, seq, t_ns, xtime, kind, x, y) VALUES (?,?,?,?,?,?,?)"
 _TILE_SQL = "INSERT OR IGNORE INTO tiles VALUES (?,?,?,?,?)"
 _FRAME_SQL = "INSERT OR IGNORE INTO frames VALUES (?,?,?,?,?,?,?,?,?)"
 
@@ -99,6 +101,7 @@ class Writer:
             return True
         started = time.perf_counter()
         events: list[tuple] = []
+        moves: list[tuple] = []
         tiles: list[tuple] = []
         frames: list[tuple] = []
         popleft = self.queue.popleft
@@ -109,6 +112,8 @@ class Writer:
                 if item.frame is not None:
                     frames.append(item.frame)
                 events.append(item.event)
+            elif len(item) == 7:
+                moves.append(item)
             else:
                 events.append(item)
         try:
@@ -117,16 +122,19 @@ class Writer:
                     self._db.executemany(_TILE_SQL, tiles)
                 if frames:
                     self._db.executemany(_FRAME_SQL, frames)
-                self._db.executemany(_EVENT_SQL, events)
+                if moves:
+                    self._db.executemany(_MOVE_SQL, moves)
+                if events:
+                    self._db.executemany(_EVENT_SQL, events)
         except sqlite3.Error as exc:
             self.error = _friendly(exc, self.store.root, "write to")
-            # Put the batch back so nothing is silently dropped from memory.
-            self.queue.extendleft(reversed(events))
+            # Keep the batch in memory (nothing silently dropped) for the summary.
+            self.queue.extendleft(reversed(events + moves))
             if self._on_error is not None:
                 self._on_error(self.error)
             return False
         st = self.stats
-        st.events += len(events)
+        st.events += len(events) + len(moves)
         st.frames += len(frames)
         st.tiles += len(tiles)
         st.commits += 1

@@ -42,3 +42,14 @@ def start_xterm(
     argv = ["xterm", "-geometry", geometry, "-title", "xterm", "-e", "/bin/sh"]
     desktop.launch(argv, "xterm")
     return App("xterm", "XTerm", desktop.wait_for_window("XTerm", timeout))
+
+
+def ensure_app(desktop: VirtualDesktop, name: str) -> App:
+    """The app ``name`` on this desktop: the running one if there is one, else a new one."""
+    proc = desktop.apps.get(name)
+    if proc is None or proc.poll() is not None:
+        return {"workbench": start_workbench, "xterm": start_xterm}[name](desktop)
+    if name == "workbench":
+        layout = LayoutFile(desktop.tmpdir / "workbench-layout.json")
+        return App(name, "Workbench", desktop.wait_for_window("Workbench"), layout)
+    return App(name, "XTerm", desktop.wait_for_window("XTerm"))

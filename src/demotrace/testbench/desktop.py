@@ -79,7 +79,10 @@ class VirtualDesktop:
             argv = [xvfb, f":{n}", "-screen", "0", f"{self.width}x{self.height}x24"]
             argv += ["-nolisten", "tcp", "+extension", "RECORD"]
             proc = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
             log.close()
@@ -132,8 +135,13 @@ class VirtualDesktop:
     def _spawn(self, argv: list[str], name: str) -> subprocess.Popen[bytes]:
         with (self.tmpdir / f"{name}.log").open("ab") as log:
             return subprocess.Popen(
-                argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True, cwd=self.tmpdir,
+                argv,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.tmpdir,
             )
 
     # ---------------------------------------------------------------------- programs

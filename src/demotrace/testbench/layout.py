@@ -48,6 +48,20 @@ class LayoutFile:
                     ) from None
                 time.sleep(0.01)
 
+    def read_after(self, wall_time: float, timeout: float = 1.0) -> Layout:
+        """The layout, preferably one written after ``wall_time`` (``time.time()``).
+
+        The workbench rewrites the file after every key or button release it receives, so
+        waiting for a write newer than the worker's last input sees that input's effect. When
+        the input went elsewhere no write comes, and after ``timeout`` the latest one is used.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            layout = self.read()
+            if layout.get("written_at", 0.0) > wall_time or time.monotonic() > deadline:
+                return layout
+            time.sleep(0.005)
+
     def wait(
         self, predicate: Callable[[Layout], bool], timeout: float = 5.0, what: str = ""
     ) -> Layout:

@@ -35,22 +35,37 @@ class LayoutWriter:
         self.version = 0
         self._last = ""
         self._pending: str | None = None
+        self._force = False
 
     def start(self) -> None:
         root = self.root
-        for sequence in ("<Map>", "<Unmap>", "<KeyRelease>", "<ButtonRelease>"):
+        for sequence in ("<Map>", "<Unmap>"):
             root.bind_all(sequence, self._on_event, add="+")
+        for sequence in ("<KeyRelease>", "<ButtonRelease>"):  # always answer input with a write
+            root.bind_all(sequence, self._on_input, add="+")
         root.bind("<Configure>", self._on_event, add="+")
         combo = self.bench.widgets["country"]
         popdown = str(root.tk.call("ttk::combobox::PopdownWindow", combo))
         for sequence in ("<Map>", "<Unmap>"):
             root.tk.call("bind", popdown, sequence, "+" + root.register(self.request))
+        # the popdown's bindtags lack "all": answer input there explicitly
+        on_input = "+" + root.register(self._on_input_any)
+        for path in (popdown, f"{popdown}.f.l"):
+            for sequence in ("<KeyRelease>", "<ButtonRelease>"):
+                root.tk.call("bind", path, sequence, on_input)
         for var in (self.bench.country, self.bench.priority, self.bench.agree):
             var.trace_add("write", lambda *_: self.request())
         self.request()
         root.after(_POLL_MS, self._poll)
 
     def _on_event(self, _event: tk.Event) -> None:
+        self.request()
+
+    def _on_input(self, _event: tk.Event) -> None:
+        self._on_input_any()
+
+    def _on_input_any(self, *_args: object) -> None:
+        self._force = True
         self.request()
 
     def request(self, *_args: object) -> None:
@@ -70,8 +85,9 @@ class LayoutWriter:
             print(f"layout: {exc}", file=sys.stderr)
             return
         body = json.dumps(snapshot, sort_keys=True)
-        if body == self._last:
+        if body == self._last and not self._force:
             return
+        self._force = False
         self._last = body
         self.version += 1
         snapshot["version"] = self.version

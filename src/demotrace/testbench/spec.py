@@ -60,6 +60,9 @@ WIDGETS: dict[str, str] = {
     "status": "label",
 }
 
+#: Widgets whose typed text the ground truth must not keep.
+SECRET_WIDGETS = frozenset({"password"})
+
 #: Keys of the layout file's ``state`` (the password is never among them).
 STATE_KEYS: tuple[str, ...] = (
     "name",

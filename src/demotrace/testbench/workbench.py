@@ -78,7 +78,9 @@ class Workbench:
             "Paste": "<<Paste>>",
             "Select All": "<<SelectAll>>",
         }
-        if path[0] == "Edit" and focus is not None and path[-1] in virtual:
+        if path == ("Edit", "Select All") and focus is self.notes:
+            self.notes.tag_add("sel", "1.0", "end-1c")
+        elif path[0] == "Edit" and focus is not None and path[-1] in virtual:
             focus.event_generate(virtual[path[-1]])
         elif path == ("File", "New"):
             self.notes.delete("1.0", "end")
@@ -198,6 +200,7 @@ class Workbench:
         for name in ("name", "email", "password"):
             self.widgets[name].bind("<Control-a>", entry_select_all)
         self.notes.bind("<Control-a>", text_select_all)
+        self.notes.bind("<<SelectAll>>", text_select_all)
 
     def state(self) -> dict[str, object]:
         """Current values, for the layout file. Never includes the password itself."""

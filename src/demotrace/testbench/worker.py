@@ -109,6 +109,10 @@ class ScriptedWorker(WidgetActions):
         self._root = self._d.screen().root
         self._keymap_cache: dict[int, tuple[int, int]] = {}
         self._closed = False
+        #: extra fields for every ground-truth line (run_scenario sets scenario and step)
+        self.tags: dict[str, Any] = {}
+        #: time.time() of the last synthetic event, to wait for layouts written after it
+        self.last_input_wall = 0.0
 
     # ---------------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -149,7 +153,7 @@ class ScriptedWorker(WidgetActions):
 
     def _write(self, line: dict[str, Any]) -> None:
         self._seq += 1
-        line = {"seq": self._seq, **line}
+        line = {"seq": self._seq, **self.tags, **line}
         if self._truth:
             self._truth.write(json.dumps(line) + "\n")
             self._truth.flush()
@@ -165,6 +169,7 @@ class ScriptedWorker(WidgetActions):
         self._d.sync()
         after = time.monotonic_ns()
         self.sent[kind] += 1
+        self.last_input_wall = time.time()
         if self._stack:
             self._stack[-1].event(kind, before, after)
 
@@ -196,7 +201,12 @@ class ScriptedWorker(WidgetActions):
         """Move along a human path to (x, y); returns the start position."""
         start = self.pointer()
         path = human_path(
-            self.rng, start, (x, y), speed=self.speed, curve=curve, overshoot=curve > 0.5,
+            self.rng,
+            start,
+            (x, y),
+            speed=self.speed,
+            curve=curve,
+            overshoot=curve > 0.5,
             slow=slow,
         )
         t0 = time.perf_counter()
@@ -212,15 +222,19 @@ class ScriptedWorker(WidgetActions):
         """(keycode, shift level 0/1) for a keysym, or ScenarioError if it is not mapped."""
         if keysym in self._keymap_cache:
             return self._keymap_cache[keysym]
+        # prefer the main typing block (keycodes 9-90) as a US typist would: shift+9 for "(",
+        # not the extra parenleft key some keymaps carry at keycode 187
         found = sorted(
-            (index, code) for code, index in self._d.keysym_to_keycodes(keysym) if index < 2
+            (code > 90, index, code)
+            for code, index in self._d.keysym_to_keycodes(keysym)
+            if index < 2
         )
         if not keysym or not found:
             raise ScenarioError(
                 f"Cannot type {what}: no key on display {self.display_name}'s keyboard map "
                 "produces it. Use characters of the US keyboard layout."
             )
-        index, code = found[0]
+        _extra, index, code = found[0]
         self._keymap_cache[keysym] = (code, index)
         return code, index
 
@@ -300,9 +314,7 @@ class ScriptedWorker(WidgetActions):
     def drag(
         self, x0: int, y0: int, x1: int, y1: int, button: str = "left", target: str | None = None
     ) -> None:
-        with self._action(
-            "drag", x=x0, y=y0, x1=x1, y1=y1, button=button, target=target
-        ) as rec:
+        with self._action("drag", x=x0, y=y0, x1=x1, y1=y1, button=button, target=target) as rec:
             rec.fields["from"] = list(self._glide(x0, y0))
             self._sleep(self.rng.uniform(0.08, 0.25))
             self._button(BUTTONS[button], True)
@@ -324,10 +336,19 @@ class ScriptedWorker(WidgetActions):
                 self._sleep(self.rng.uniform(0.005, 0.015))
                 self._button(button, False)
 
-    def type_text(self, text: str, target: str | None = None) -> None:
-        """Type with a human rhythm; shift for upper case and shifted symbols."""
-        plan = [self._keycode(keynames.char_keysym(c), repr(c)) for c in text]
-        with self._action("type", text=text, target=target):
+    def type_text(self, text: str, target: str | None = None, secret: bool = False) -> None:
+        """Type with a human rhythm; shift for upper case and shifted symbols.
+
+        With ``secret`` (passwords) the ground truth keeps only the length, not the text.
+        """
+        plan = [
+            self._keycode(keynames.char_keysym(c), "a character" if secret else repr(c))
+            for c in text
+        ]
+        shown: dict[str, Any] = {"text": text}
+        if secret:
+            shown = {"text": None, "secret": True, "text_len": len(text)}
+        with self._action("type", **shown, target=target):
             previous = ""
             for i, (char, (code, level)) in enumerate(zip(text, plan, strict=True)):
                 interval = self._interval(char, previous)

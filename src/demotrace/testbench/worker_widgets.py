@@ -45,20 +45,33 @@ def _popup_info(popup: dict[str, Any]) -> dict[str, Any]:
 class WidgetActions(_Base):
     """Dropdowns, menus, context menus and app switching, built from the primitive actions."""
 
+    def look(self, layout: LayoutFile | str | Path) -> Layout:
+        """The layout after the app has seen our last input, after a human 'look' pause."""
+        self._sleep(self.rng.uniform(0.15, 0.4))
+        return _as_layout(layout).read_after(self.last_input_wall)
+
     def click_widget(
         self, layout: LayoutFile | str | Path, name: str, button: str = "left", count: int = 1
     ) -> None:
         """Click a named workbench widget at a human-chosen point inside it."""
-        info = widget(_as_layout(layout).read(), name)
+        info = widget(self.look(layout), name)
         x, y = aim(self.rng, info["bbox"])
         self.click(x, y, button=button, count=count, target=name)
 
     def _wait_popup(
-        self, layout: LayoutFile, kind: str, owner: str, path: Sequence[str] = ()
+        self,
+        layout: LayoutFile,
+        kind: str,
+        owner: str,
+        path: Sequence[str],
+        since: float,
     ) -> dict[str, Any]:
+        """Wait for a popup shown in a layout written after ``since`` (``time.time()``)."""
         found: dict[str, Any] = {}
 
         def is_open(lay: Layout) -> bool:
+            if lay.get("written_at", 0.0) <= since:
+                return False
             popup = find_popup(lay, kind, owner, path)
             if popup and popup.get("bbox"):
                 found["popup"] = popup
@@ -72,15 +85,16 @@ class WidgetActions(_Base):
     def select_dropdown(self, layout: LayoutFile | str | Path, name: str, option: str) -> None:
         """Open the combobox or option menu ``name`` and click ``option`` in its list."""
         lay = _as_layout(layout)
-        info = widget(lay.read(), name)
+        info = widget(self.look(lay), name)
         kinds = {"combobox": ("combo", "items"), "optionmenu": ("menu", "entries")}
         if info["kind"] not in kinds:
             raise ScenarioError(f"Widget {name!r} is a {info['kind']}, not a dropdown.")
         kind, key = kinds[info["kind"]]
         with self._action("select_option", target=name, option=option) as rec:
             x, y = aim(self.rng, info["bbox"], 0.3)
+            before = time.time()
             self.click(x, y, target=name)
-            popup = self._wait_popup(lay, kind, name)
+            popup = self._wait_popup(lay, kind, name, (), since=before)
             self._sleep(self.rng.uniform(0.15, 0.4))  # reading the list
             item = _entry(popup, option, key)
             ix, iy = aim(self.rng, item["bbox"], 0.15)
@@ -92,28 +106,36 @@ class WidgetActions(_Base):
         if len(path) < 2:
             raise ScenarioError(f"A menu path needs a menu and an item, got {list(path)}.")
         lay = _as_layout(layout)
-        bar = widget(lay.read(), "menubar")
+        bar = widget(self.look(lay), "menubar")
         top = next((e for e in bar.get("entries", []) if e["label"] == path[0]), None)
         if top is None:
             raise ScenarioError(f"The menubar has no menu {path[0]!r}.")
         with self._action("menu", path=list(path), target="menubar", via="menubar") as rec:
             x, y = aim(self.rng, top["bbox"], 0.25)
+            before = time.time()
             self.click(x, y, target="menubar")
-            self._walk_menu(lay, "menubar", list(path[:1]), list(path[1:]), rec)
+            self._walk_menu(lay, "menubar", list(path[:1]), list(path[1:]), rec, before)
 
     def context_menu(self, layout: LayoutFile | str | Path, name: str, item: str) -> None:
         """Right-click widget ``name`` and pick ``item`` from its context menu."""
         lay = _as_layout(layout)
-        info = widget(lay.read(), name)
+        info = widget(self.look(lay), name)
         with self._action("menu", path=[item], target=name, via="context") as rec:
             x, y = aim(self.rng, info["bbox"], 0.3)
+            before = time.time()
             self.click(x, y, button="right", target=name)
-            self._walk_menu(lay, name, [], [item], rec)
+            self._walk_menu(lay, name, [], [item], rec, before)
 
     def _walk_menu(
-        self, lay: LayoutFile, owner: str, opened: list[str], rest: list[str], rec: Any
+        self,
+        lay: LayoutFile,
+        owner: str,
+        opened: list[str],
+        rest: list[str],
+        rec: Any,
+        since: float,
     ) -> None:
-        popup = self._wait_popup(lay, "menu", owner, opened)
+        popup = self._wait_popup(lay, "menu", owner, opened, since=since)
         for i, label in enumerate(rest):
             self._sleep(self.rng.uniform(0.15, 0.35))
             entry = _entry(popup, label)
@@ -124,9 +146,10 @@ class WidgetActions(_Base):
                 return
             # hover the cascade entry, then slide straight right into the submenu
             ex, ey = aim(self.rng, entry["bbox"], 0.15)
+            before = time.time()
             self.move(ex, ey, target=owner)
             opened = [*opened, label]
-            sub = self._wait_popup(lay, "menu", owner, opened)
+            sub = self._wait_popup(lay, "menu", owner, opened, since=before)
             row = min(max(ey, sub["entries"][0]["bbox"][1] + 2), sub["entries"][0]["bbox"][3] - 2)
             self._slide(sub["bbox"][0] + self.rng.randint(8, 20), row)
             popup = sub
@@ -185,4 +208,4 @@ class WidgetActions(_Base):
             time.sleep(0.01)
 
     def center_of(self, layout: LayoutFile | str | Path, name: str) -> tuple[int, int]:
-        return center(widget(_as_layout(layout).read(), name)["bbox"])
+        return center(widget(self.look(layout), name)["bbox"])

@@ -80,8 +80,12 @@ def frame_box(d: Any, wid: int) -> Box:
             break
         win = parent
     geom = win.get_geometry()
-    return [geom.x, geom.y, geom.x + geom.width + 2 * geom.border_width,
-            geom.y + geom.height + 2 * geom.border_width]
+    return [
+        geom.x,
+        geom.y,
+        geom.x + geom.width + 2 * geom.border_width,
+        geom.y + geom.height + 2 * geom.border_width,
+    ]
 
 
 def wm_running(d: Any) -> bool:

@@ -1,0 +1,1 @@
+"""Scenario files (``*.toml``): scripted tasks for the test bench; see testbench.scenarios."""
