@@ -141,6 +141,11 @@ def test_typing_reaches_the_app_exactly(bench: tuple) -> None:
     shifted = sum(c.isupper() or c in '<>@#()&~?!"' for c in text)
     assert line["text"] == text and line["n_key"] == 2 * (len(text) + shifted)
 
+    sent = dict(worker.sent)
+    with pytest.raises(ScenarioError, match="Cannot type"):
+        worker.type_text("caf\u00e9")  # no key makes it on the US map: refused before sending
+    assert worker.sent == sent
+
     canary = "Canary-7f3a9c-Pw"
     worker.click_widget(layout, "password")
     worker.type_text(canary, target="password", secret=True)

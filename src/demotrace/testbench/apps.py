@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from demotrace.errors import MissingToolError
+from demotrace.testbench.desktop import APT_PACKAGES
 from demotrace.testbench.layout import LayoutFile
 
 if TYPE_CHECKING:
@@ -27,6 +30,11 @@ def start_workbench(
     desktop: VirtualDesktop, geometry: str = WORKBENCH_GEOMETRY, timeout: float = 15.0
 ) -> App:
     """Launch the Tk workbench and wait until its layout file shows every widget."""
+    if importlib.util.find_spec("tkinter") is None:
+        raise MissingToolError(
+            f"This Python ({sys.executable}) has no tkinter, which the workbench needs. Install "
+            f"it with: sudo apt-get install -y --no-install-recommends {APT_PACKAGES}"
+        )
     layout = LayoutFile(desktop.tmpdir / "workbench-layout.json")
     argv = [sys.executable, "-m", "demotrace.testbench.workbench"]
     desktop.launch([*argv, "--layout", str(layout.path), "--geometry", geometry], "workbench")

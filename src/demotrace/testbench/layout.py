@@ -88,9 +88,15 @@ class LayoutFile:
         return self.wait(ready, timeout, "all widgets on screen")
 
     def wait_state(self, key: str, value: Any, timeout: float = 5.0) -> Layout:
-        return self.wait(
-            lambda lay: lay["state"].get(key) == value, timeout, f"state {key} == {value!r}"
-        )
+        """Wait until the app's ``state[key] == value``; the error shows the value it has."""
+        try:
+            return self.wait(lambda lay: lay["state"].get(key) == value, timeout)
+        except ScenarioError:
+            have = self.read()["state"].get(key)
+            raise ScenarioError(
+                f"Timed out after {timeout:.1f} s waiting for the workbench's {key} to be "
+                f"{value!r}; it is {have!r}."
+            ) from None
 
 
 def widget(layout: Layout, name: str) -> dict[str, Any]:

@@ -41,7 +41,8 @@ class LayoutWriter:
         root = self.root
         for sequence in ("<Map>", "<Unmap>"):
             root.bind_all(sequence, self._on_event, add="+")
-        for sequence in ("<KeyRelease>", "<ButtonRelease>"):  # always answer input with a write
+        # always answer input (and focus changes, e.g. a click on the title bar) with a write
+        for sequence in ("<KeyRelease>", "<ButtonRelease>", "<FocusIn>", "<FocusOut>"):
             root.bind_all(sequence, self._on_input, add="+")
         root.bind("<Configure>", self._on_event, add="+")
         combo = self.bench.widgets["country"]
@@ -186,15 +187,11 @@ class LayoutWriter:
                 item = self._call(path, "bbox", i)
                 if not item:
                     continue
-                _x, y, _w, h = (int(v) for v in item)
-                y0 = box[1] + y
-                items.append(
-                    {
-                        "index": i,
-                        "text": str(self._call(path, "get", i)),
-                        "bbox": [box[0] + 2, y0, box[2] - 2, y0 + h],
-                    }
-                )
+                row = _row(box, item, 2)
+                if row is None:
+                    continue
+                text = str(self._call(path, "get", i))
+                items.append({"index": i, "text": text, "bbox": row})
         first, last = (float(v) for v in self._call(path, "yview"))
         return {"items": items, "yview": [first, last]}
 
@@ -247,8 +244,7 @@ class LayoutWriter:
             item = self._call(listbox, "bbox", i)
             entry: dict[str, Any] = {"text": str(self._call(listbox, "get", i)), "bbox": None}
             if item:
-                _x, y, _w, h = (int(v) for v in item)
-                entry["bbox"] = [box[0] + 1, box[1] + y, box[2] - 1, box[1] + y + h]
+                entry["bbox"] = _row(box, item, 1)
             items.append(entry)
         return {
             "kind": "combo",
@@ -298,6 +294,16 @@ class LayoutWriter:
             "active": None if active == "none" else int(active),
             "entries": entries,
         }
+
+
+def _row(box: Box, item: Any, inset: int) -> Box | None:
+    """A listbox row's on-screen box from its ``bbox`` (x, y, w, h relative to the listbox),
+    clipped to the listbox; None when less than half of it is visible."""
+    _x, y, _w, h = (int(v) for v in item)
+    y0, y1 = max(box[1] + y, box[1]), min(box[1] + y + h, box[3])
+    if y1 - y0 < max(1, h // 2):
+        return None
+    return [box[0] + inset, y0, box[2] - inset, y1]
 
 
 def _kinds(bench: Workbench) -> dict[str, str]:

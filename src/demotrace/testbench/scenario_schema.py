@@ -171,6 +171,8 @@ def _check_semantics(do: str, args: dict[str, Any], apps: tuple[str, ...], fail:
         keys = args["keys"]
         if not keys or not all(isinstance(k, str) and is_key_name(k) for k in keys):
             raise fail(f"'keys' must be pyautogui key names, got {keys!r}.")
+    elif do == "type" and not all(" " <= c <= "~" or c in "\n\t" for c in args["text"]):
+        raise fail("'text' must be printable ASCII (what a US keyboard types), \\n or \\t.")
     elif do == "key" and not is_key_name(args["key"]):
         raise fail(f"{args['key']!r} is not a pyautogui key name.")
     elif do == "scroll" and not (args.get("dy") or args.get("dx")):

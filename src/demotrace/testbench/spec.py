@@ -74,6 +74,7 @@ STATE_KEYS: tuple[str, ...] = (
     "newsletter",
     "files_selection",
     "notes",
+    "notes_selection",
     "status",
     "invoked",
     "focus",

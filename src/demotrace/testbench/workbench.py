@@ -218,6 +218,9 @@ class Workbench:
             "newsletter": bool(self.newsletter.get()),
             "files_selection": [files.get(i) for i in files.curselection()],
             "notes": self.notes.get("1.0", "end-1c"),
+            "notes_selection": self.notes.get(*sel)
+            if (sel := self.notes.tag_ranges("sel"))
+            else "",
             "status": list(self.status_lines),
             "invoked": list(self.invoked),
             "focus": by_path.get(focus, focus or None),

@@ -1,13 +1,26 @@
 """A scripted, human-like worker that drives the virtual desktop through XTEST.
 
-Every public action sends synthetic input with ``Xlib.ext.xtest.fake_input`` on the worker's own
-connection (pointer motion as absolute XTEST MotionNotify, never a warp), syncs after each event,
-and appends exactly one JSON line of ground truth to the truth file when it completes::
+Every action sends synthetic input with ``Xlib.ext.xtest.fake_input`` on the worker's own
+connection (pointer motion as absolute XTEST MotionNotify, never a warp) and syncs after each
+event (storms: every 64). Each public method appends exactly one JSON line of ground truth when
+it completes (also when it fails, with ``error``). Fields, all lines::
 
-    {"seq", "action", "t_start_ns", "t_end_ns", "first_event_ns",
-     "n_motion", "n_button", "n_key", ...action fields}
+    seq             1, 2, ... per worker
+    action          move click drag scroll type key hotkey wait select_option menu switch_app
+                    motion_storm type_storm
+    t_start_ns      time.monotonic_ns() just before the first synthetic event (entry if none)
+    t_end_ns        time.monotonic_ns() after the last event was synced (exit if none)
+    first_event_ns  time.monotonic_ns() just before the first non-motion event, or null
+    n_motion n_button n_key   events sent (press and release counted separately)
+    scenario step   when run by run_scenario
 
-Times are ``time.monotonic_ns()``; see :meth:`ScriptedWorker.click` and friends for the fields.
+and per action: ``x y`` (the press point / end point, screen pixels), ``from`` (pointer at the
+start), ``button count modifiers`` (click), ``x1 y1`` (drag end), ``dx dy`` (scroll notches),
+``text`` (or ``secret: true, text_len`` for passwords), ``keys`` (key/hotkey/alt_tab),
+``target`` (widget or app when known), ``popup: {kind: combo|menu, bbox}`` (click in an open
+popup), ``option`` (select_option), ``path via`` (menu), ``method target_class from_class
+to_class`` (switch_app), ``seconds`` (wait), and ``steps``: the lines of the moves and clicks a
+higher-level action was made of.
 """
 
 from __future__ import annotations
@@ -21,11 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from demotrace.errors import NoDisplayError, ScenarioError
-from demotrace.testbench import keys as keynames
 from demotrace.testbench.motion import human_path
+from demotrace.testbench.worker_keys import KeyboardActions
 from demotrace.testbench.worker_widgets import WidgetActions
 
 BUTTONS = {"left": 1, "middle": 2, "right": 3}
+_STORM_SYNC_EVERY = 64
 
 
 class _Record:
@@ -72,7 +86,7 @@ class _Record:
         return out
 
 
-class ScriptedWorker(WidgetActions):
+class ScriptedWorker(KeyboardActions, WidgetActions):
     """Human-like synthetic input on one X display, with exact ground truth.
 
     ``speed`` divides every delay and travel time (1.0 = human; 50+ = as fast as Tk keeps up).
@@ -98,6 +112,8 @@ class ScriptedWorker(WidgetActions):
         if not self._d.has_extension("XTEST"):
             self._d.close()
             raise NoDisplayError(f"X display {display!r} lacks the XTEST extension.")
+        if speed <= 0:
+            raise ValueError("speed must be positive")
         self.display_name = display
         self.rng = seed if isinstance(seed, random.Random) else random.Random(seed)
         self.speed = float(speed)
@@ -108,11 +124,13 @@ class ScriptedWorker(WidgetActions):
         self._seq = 0
         self._root = self._d.screen().root
         self._keymap_cache: dict[int, tuple[int, int]] = {}
+        self._batch = 0
         self._closed = False
         #: extra fields for every ground-truth line (run_scenario sets scenario and step)
         self.tags: dict[str, Any] = {}
-        #: time.time() of the last synthetic event, to wait for layouts written after it
-        self.last_input_wall = 0.0
+        #: time.time() after which a layout write reflects all input the workbench received:
+        #: the last synthetic event, or the start of a switch_app (whose keys go to the WM)
+        self.layout_fresh_after = 0.0
 
     # ---------------------------------------------------------------------- lifecycle
     def close(self) -> None:
@@ -166,12 +184,33 @@ class ScriptedWorker(WidgetActions):
             xtest.fake_input(self._d, event_type, detail=0, root=self._root, x=x, y=y)
         else:
             xtest.fake_input(self._d, event_type, detail=detail)
-        self._d.sync()
+        if self._batch:  # storms: one round trip per batch instead of per event
+            self._batch += 1
+            if self._batch % _STORM_SYNC_EVERY == 0:
+                self._d.sync()
+        else:
+            self._d.sync()
         after = time.monotonic_ns()
         self.sent[kind] += 1
-        self.last_input_wall = time.time()
+        self.layout_fresh_after = time.time()
         if self._stack:
             self._stack[-1].event(kind, before, after)
+
+    @contextmanager
+    def _batched(self) -> Iterator[None]:
+        """Sync every few events rather than after each (storms), and once at the end."""
+        self._batch = 1
+        try:
+            yield
+        finally:
+            self._batch = 0
+            self._d.sync()
+            if self._stack and self._stack[-1].t_end_ns is not None:
+                self._stack[-1].t_end_ns = time.monotonic_ns()
+
+    def _hold(self) -> float:
+        """How long a button or key stays down: 40-120 ms at human speed."""
+        return self.rng.uniform(0.04, 0.12)
 
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
@@ -216,60 +255,6 @@ class ScriptedWorker(WidgetActions):
                 time.sleep(delay)
             self._motion(px, py)
         return start
-
-    # ---------------------------------------------------------------------- keyboard
-    def _keycode(self, keysym: int, what: str) -> tuple[int, int]:
-        """(keycode, shift level 0/1) for a keysym, or ScenarioError if it is not mapped."""
-        if keysym in self._keymap_cache:
-            return self._keymap_cache[keysym]
-        # prefer the main typing block (keycodes 9-90) as a US typist would: shift+9 for "(",
-        # not the extra parenleft key some keymaps carry at keycode 187
-        found = sorted(
-            (code > 90, index, code)
-            for code, index in self._d.keysym_to_keycodes(keysym)
-            if index < 2
-        )
-        if not keysym or not found:
-            raise ScenarioError(
-                f"Cannot type {what}: no key on display {self.display_name}'s keyboard map "
-                "produces it. Use characters of the US keyboard layout."
-            )
-        _extra, index, code = found[0]
-        self._keymap_cache[keysym] = (code, index)
-        return code, index
-
-    def _named_key(self, name: str) -> tuple[int, int]:
-        from Xlib import XK
-
-        lowered = name.lower()
-        if lowered in keynames.KEY_NAMES:
-            return self._keycode(XK.string_to_keysym(keynames.KEY_NAMES[lowered]), repr(name))
-        if len(name) == 1:
-            return self._keycode(keynames.char_keysym(name), repr(name))
-        raise ScenarioError(f"Unknown key name {name!r}; use pyautogui's names (ctrl, enter, f5).")
-
-    def _hold(self) -> float:
-        return self.rng.uniform(0.04, 0.12)
-
-    def _tap(self, code: int, shifted: bool, interval: float) -> None:
-        """Press and release one key (with shift around it), taking about ``interval`` s."""
-        shift = self._named_key("shift")[0] if shifted else 0
-        hold = min(self._hold(), max(0.04, interval - 0.02))
-        if shift:
-            self._key_event(shift, True)
-            self._sleep(self.rng.uniform(0.015, 0.04))
-        self._key_event(code, True)
-        self._sleep(hold)
-        self._key_event(code, False)
-        if shift:
-            self._sleep(self.rng.uniform(0.01, 0.03))
-            self._key_event(shift, False)
-
-    def _interval(self, char: str, previous: str) -> float:
-        gap = min(0.25, max(0.06, self.rng.lognormvariate(-2.0, 0.35)))
-        if char == " " or previous == " ":
-            gap = min(0.25, gap * self.rng.uniform(1.15, 1.5))
-        return gap
 
     # ---------------------------------------------------------------------- actions
     def move(self, x: int, y: int, target: str | None = None) -> None:
@@ -336,55 +321,6 @@ class ScriptedWorker(WidgetActions):
                 self._sleep(self.rng.uniform(0.005, 0.015))
                 self._button(button, False)
 
-    def type_text(self, text: str, target: str | None = None, secret: bool = False) -> None:
-        """Type with a human rhythm; shift for upper case and shifted symbols.
-
-        With ``secret`` (passwords) the ground truth keeps only the length, not the text.
-        """
-        plan = [
-            self._keycode(keynames.char_keysym(c), "a character" if secret else repr(c))
-            for c in text
-        ]
-        shown: dict[str, Any] = {"text": text}
-        if secret:
-            shown = {"text": None, "secret": True, "text_len": len(text)}
-        with self._action("type", **shown, target=target):
-            previous = ""
-            for i, (char, (code, level)) in enumerate(zip(text, plan, strict=True)):
-                interval = self._interval(char, previous)
-                started = time.perf_counter()
-                self._tap(code, level == 1, interval)
-                if i + 1 < len(text):
-                    rest = interval - (time.perf_counter() - started) * self.speed
-                    self._sleep(max(0.0, rest))
-                previous = char
-
-    def hotkey(self, *names: str, target: str | None = None) -> None:
-        """Press keys in order and release them in reverse (e.g. ``hotkey("ctrl", "c")``)."""
-        codes = [self._named_key(n) for n in names]
-        with self._action("hotkey", keys=list(names), target=target):
-            self._chord(codes)
-
-    def _chord(self, codes: Sequence[tuple[int, int]]) -> None:
-        for i, (code, _level) in enumerate(codes):
-            if i:
-                self._sleep(self.rng.uniform(0.03, 0.08))
-            self._key_event(code, True)
-        self._sleep(self.rng.uniform(0.06, 0.15))
-        for i, (code, _level) in enumerate(reversed(codes)):
-            if i:
-                self._sleep(self.rng.uniform(0.02, 0.06))
-            self._key_event(code, False)
-
-    def key(self, name: str, repeat: int = 1, target: str | None = None) -> None:
-        """Tap one named key (enter, tab, down, ...) ``repeat`` times."""
-        code, level = self._named_key(name)
-        with self._action("key", keys=[name], count=repeat, target=target):
-            for i in range(repeat):
-                if i:
-                    self._sleep(self.rng.uniform(0.08, 0.2))
-                self._tap(code, level == 1 and len(name) == 1, 0.15)
-
     def wait(self, seconds: float) -> None:
         """Idle (not divided by ``speed``: a wait is part of the script)."""
         with self._action("wait", seconds=seconds):
@@ -392,22 +328,11 @@ class ScriptedWorker(WidgetActions):
 
     # ---------------------------------------------------------------------- storms
     def motion_storm(self, n: int) -> None:
-        """``n`` XTEST motions as fast as possible, alternating between two adjacent pixels."""
+        """``n`` XTEST motions as fast as possible, alternating between two adjacent pixels.
+
+        Events are synced every 64 (and at the end), not one by one."""
         x, y = self.pointer()
         x = min(max(x, 1), self._root.get_geometry().width - 2)
-        with self._action("motion_storm", count=n, x=x, y=y):
+        with self._action("motion_storm", count=n, x=x, y=y), self._batched():
             for i in range(n):
                 self._motion(x + (1 if i % 2 == 0 else 0), y)
-
-    def type_storm(self, text: str) -> None:
-        """Type ``text`` with no delays at all (still shift for upper case)."""
-        plan = [self._keycode(keynames.char_keysym(c), repr(c)) for c in text]
-        shift = self._named_key("shift")[0]
-        with self._action("type_storm", text=text):
-            for code, level in plan:
-                if level:
-                    self._key_event(shift, True)
-                self._key_event(code, True)
-                self._key_event(code, False)
-                if level:
-                    self._key_event(shift, False)

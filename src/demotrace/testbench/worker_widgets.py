@@ -38,6 +38,23 @@ def _entry(popup: dict[str, Any], label: str, key: str = "entries") -> dict[str,
     raise ScenarioError(f"No item {label!r} in the open popup; it offers {labels}.")
 
 
+def _laid_out(popup: dict[str, Any], want: str) -> bool:
+    """True once an open popup has its size and the item ``want`` a box inside it.
+
+    An item the popup does not have counts as laid out, so that ``_entry`` can say so.
+    """
+    box = popup.get("bbox")
+    if not box or box[2] - box[0] < 3 or box[3] - box[1] < 3:
+        return False
+    items = popup["items"] if popup["kind"] == "combo" else popup["entries"]
+    field = "text" if popup["kind"] == "combo" else "label"
+    for item in items:
+        if item.get(field) == want:
+            r = item["bbox"]
+            return bool(r) and box[0] <= r[0] < r[2] <= box[2] and box[1] <= r[1] < r[3] <= box[3]
+    return True
+
+
 def _popup_info(popup: dict[str, Any]) -> dict[str, Any]:
     return {"kind": popup["kind"], "bbox": popup["bbox"]}
 
@@ -48,7 +65,7 @@ class WidgetActions(_Base):
     def look(self, layout: LayoutFile | str | Path) -> Layout:
         """The layout after the app has seen our last input, after a human 'look' pause."""
         self._sleep(self.rng.uniform(0.15, 0.4))
-        return _as_layout(layout).read_after(self.last_input_wall)
+        return _as_layout(layout).read_after(self.layout_fresh_after)
 
     def click_widget(
         self, layout: LayoutFile | str | Path, name: str, button: str = "left", count: int = 1
@@ -65,15 +82,17 @@ class WidgetActions(_Base):
         owner: str,
         path: Sequence[str],
         since: float,
+        want: str,
     ) -> dict[str, Any]:
-        """Wait for a popup shown in a layout written after ``since`` (``time.time()``)."""
+        """Wait for a popup shown in a layout written after ``since`` (``time.time()``) in
+        which the item labelled ``want`` is on screen."""
         found: dict[str, Any] = {}
 
         def is_open(lay: Layout) -> bool:
             if lay.get("written_at", 0.0) <= since:
                 return False
             popup = find_popup(lay, kind, owner, path)
-            if popup and popup.get("bbox"):
+            if popup and _laid_out(popup, want):
                 found["popup"] = popup
                 return True
             return False
@@ -94,7 +113,7 @@ class WidgetActions(_Base):
             x, y = aim(self.rng, info["bbox"], 0.3)
             before = time.time()
             self.click(x, y, target=name)
-            popup = self._wait_popup(lay, kind, name, (), since=before)
+            popup = self._wait_popup(lay, kind, name, (), before, option)
             self._sleep(self.rng.uniform(0.15, 0.4))  # reading the list
             item = _entry(popup, option, key)
             ix, iy = aim(self.rng, item["bbox"], 0.15)
@@ -135,7 +154,7 @@ class WidgetActions(_Base):
         rec: Any,
         since: float,
     ) -> None:
-        popup = self._wait_popup(lay, "menu", owner, opened, since=since)
+        popup = self._wait_popup(lay, "menu", owner, opened, since, rest[0])
         for i, label in enumerate(rest):
             self._sleep(self.rng.uniform(0.15, 0.35))
             entry = _entry(popup, label)
@@ -149,7 +168,7 @@ class WidgetActions(_Base):
             before = time.time()
             self.move(ex, ey, target=owner)
             opened = [*opened, label]
-            sub = self._wait_popup(lay, "menu", owner, opened, since=before)
+            sub = self._wait_popup(lay, "menu", owner, opened, before, rest[i + 1])
             row = min(max(ey, sub["entries"][0]["bbox"][1] + 2), sub["entries"][0]["bbox"][3] - 2)
             self._slide(sub["bbox"][0] + self.rng.randint(8, 20), row)
             popup = sub
@@ -166,6 +185,7 @@ class WidgetActions(_Base):
         target = xwin.find_client(d, target_class)
         if target is None:
             raise ScenarioError(f"No window of class {target_class!r} is on the desktop.")
+        started = time.time()
         before = xwin.active_window(d)
         from_class = xwin.wm_class(d, before)[1] if before else None
         with self._action(
@@ -197,6 +217,8 @@ class WidgetActions(_Base):
                     f"window is {xwin.wm_class(d, now)[1] if now else None!r}."
                 )
             rec.fields["to_class"] = target_class
+        # the workbench saw none of these events, only the focus change (and wrote then)
+        self.layout_fresh_after = started
 
     def _active_is(self, wid: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

@@ -1,0 +1,116 @@
+"""`demotrace demo`: a private virtual desktop, scripted work on real apps, recorded.
+
+The recorder runs as its own process (``demotrace record``), exactly as a person would start it;
+the scripted worker drives the workbench and xterm through XTEST and writes its ground truth next
+to the recording.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from demotrace.errors import DemotraceError
+from demotrace.paths import store_dir
+
+
+def _wait_for_session(db: Path, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    import sqlite3
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read() if proc.stderr else ""
+            raise DemotraceError(f"The recorder stopped at start-up: {err.strip()}")
+        if db.exists():
+            try:
+                with sqlite3.connect(db) as conn:
+                    if conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]:
+                        return
+            except sqlite3.Error:
+                pass
+        time.sleep(0.1)
+    raise DemotraceError(f"The recorder did not start within {timeout:.0f} s.")
+
+
+def run_demo(
+    home: Path | None = None,
+    scenarios: list[str] | None = None,
+    speed: float = 1.0,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    from demotrace.store.db import Store
+    from demotrace.summary import session_summary
+    from demotrace.testbench.desktop import VirtualDesktop
+    from demotrace.testbench.scenarios import load_scenarios, run_scenario
+    from demotrace.testbench.worker import ScriptedWorker
+
+    console = console or Console(stderr=True)
+    chosen = load_scenarios(scenarios)
+    if home is None:
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        home = Path("demo-out") / f"run-{stamp}"
+    home = home.resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    truth = home / "ground-truth.jsonl"
+    console.print(f"[bold]demotrace demo[/]: {len(chosen)} scenarios, data in {home}")
+    with VirtualDesktop() as desk:
+        console.print(f"virtual desktop {desk.display} ({desk.width}x{desk.height}) is up")
+        env = dict(desk.env, DEMOTRACE_HOME=str(home))
+        recorder = subprocess.Popen(
+            [sys.executable, "-m", "demotrace", "record", "--display", desk.display],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            _wait_for_session(store_dir(home) / "demotrace.db", recorder)
+            console.print(f"[bold red]●[/] recorder running (pid {recorder.pid})")
+            progress = Progress(
+                TextColumn("{task.description:<56}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total} scenarios"),
+                TimeElapsedColumn(),
+                console=console,
+            )
+            with progress, ScriptedWorker(desk.display, truth, seed=7, speed=speed) as worker:
+                task = progress.add_task("scripted work", total=len(chosen))
+                for scenario in chosen:
+                    progress.update(task, description=f"{scenario.name}: {scenario.title}"[:56])
+                    run_scenario(scenario, desk, worker)
+                    progress.advance(task)
+            time.sleep(1.0)  # let the last frames and events commit
+        finally:
+            if recorder.poll() is None:
+                recorder.send_signal(signal.SIGINT)
+            try:
+                recorder.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                recorder.kill()
+    if recorder.returncode != 0:
+        err = recorder.stderr.read() if recorder.stderr else ""
+        raise DemotraceError(f"The recorder failed: {err.strip()}")
+    with Store(store_dir(home), create=False) as store:
+        session = store.sessions()[-1]["id"]
+        summary = session_summary(store, session)
+    counts = ", ".join(f"{k} {v:,}" for k, v in sorted(summary["counts"].items()))
+    console.print(
+        f"[bold]recorded session {session}[/]: {summary['duration_s']:.0f} s, {counts}; "
+        f"{summary['frames']['frames']} distinct screens in "
+        f"{summary['bytes']['frames'] / 1024:.0f} KB"
+    )
+    console.print(f"recording: {store_dir(home)}  (DEMOTRACE_HOME={home})")
+    console.print(f"ground truth of the scripted worker: {truth}")
+    console.print(
+        f"look at it: DEMOTRACE_HOME={home} demotrace show {session} --frames-out {home / 'frames'}"
+    )
+    return {"home": str(home), "session": session, "summary": summary, "truth": str(truth)}
