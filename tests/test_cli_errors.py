@@ -72,7 +72,7 @@ def test_read_only_data_directory(desktop, tmp_path: Path) -> None:
 
 @ROOT_ONLY
 def test_full_disk_stops_cleanly_and_keeps_what_was_committed(desktop, tmp_path: Path) -> None:
-    with tmpfs(tmp_path / "full", "size=400k") as full:
+    with tmpfs(tmp_path / "full", "size=2m") as full:
         home = full / "home"
         env = dict(desktop.env, DEMOTRACE_HOME=str(home))
         proc = subprocess.Popen(

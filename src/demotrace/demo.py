@@ -85,6 +85,8 @@ def run_demo(
             with progress, ScriptedWorker(desk.display, truth, seed=7, speed=speed) as worker:
                 task = progress.add_task("scripted work", total=len(chosen))
                 for scenario in chosen:
+                    for name in list(desk.apps):  # every task starts from freshly opened apps
+                        desk.stop_app(name)
                     progress.update(task, description=f"{scenario.name}: {scenario.title}"[:56])
                     run_scenario(scenario, desk, worker)
                     progress.advance(task)

@@ -37,7 +37,7 @@ class ActionStarts:
     Starts: a button press; the first wheel notch of a run (new direction, a pause of
     ``wheel_gap``, or anything else in between); the first key press of a burst (a pause of
     ``burst_gap`` since the last key event, or a click or scroll in between); a change of the
-    active window.
+    active window to another window (not to "no window").
     """
 
     def __init__(self, burst_gap: float = 0.5, wheel_gap: float = 0.5) -> None:
@@ -78,7 +78,8 @@ class ActionStarts:
             return None
         if kind == Kind.FOCUS:
             self._other_since_key = self._other_since_wheel = True
-            return "switch"
+            # no active window (a transient state between two windows) starts nothing
+            return "switch" if row.data and '"window":0,' not in row.data else None
         return None
 
 

@@ -292,7 +292,11 @@ class X11Capture:
         return Row(t, None, Kind.TARGET, x, y, data=_compact(info))
 
     def _window_at(self, x: int, y: int) -> dict[str, Any]:
-        """The client (or open popup) under a root point: two round trips per tree level."""
+        """The client (or open popup) under a root point: two round trips per tree level.
+
+        A point on a window manager's frame (title bar, border) gives the framed client, marked
+        ``"part": "frame"``.
+        """
         q = self._query
         root = q.screen().root
         wm_state = self._atom(q, "WM_STATE")
@@ -307,6 +311,10 @@ class X11Capture:
             if child.get_property(wm_state, X.AnyPropertyType, 0, 0) is not None:
                 return {"window": child.id, "app": self._class_of(child)}
             parent = child
+        if parent.id != root.id:  # on a frame's decoration: find the client it frames
+            for child in parent.query_tree().children:
+                if child.get_property(wm_state, X.AnyPropertyType, 0, 0) is not None:
+                    return {"window": child.id, "app": self._class_of(child), "part": "frame"}
         return {"window": 0}
 
     def _class_of(self, window: Any) -> str:

@@ -156,6 +156,12 @@ class VirtualDesktop:
         self.apps[name] = proc
         return proc
 
+    def stop_app(self, name: str) -> None:
+        """Stop the program launched as ``name`` (and its process group), if it runs."""
+        proc = self.apps.pop(name, None)
+        if proc is not None:
+            self._stop(proc)
+
     def wait_for_window(self, wm_class: str, timeout: float = 10.0) -> int:
         """Id of a mapped managed window whose WM_CLASS class or instance is ``wm_class``."""
         deadline = time.monotonic() + timeout
