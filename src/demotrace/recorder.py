@@ -198,12 +198,8 @@ class Recorder:
                 others += 1
                 counts[kind] = counts.get(kind, 0) + 1
                 reason = starts.feed(row)
-                if ring is not None:
-                    if reason is not None:
-                        ring.request(row.t_ns, base + i, reason)
-                    elif kind == Kind.POPUP and row.data:
-                        info = json.loads(row.data)
-                        ring.popup(info["window"], info["geometry"] if row.value else None)
+                if ring is not None and reason is not None:
+                    ring.request(row.t_ns, base + i, reason)
             counts[move] = counts.get(move, 0) + len(rows) - others
             assert self._writer is not None
             self._writer.put_events(out)

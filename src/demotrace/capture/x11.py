@@ -35,7 +35,7 @@ from demotrace.model import WHEEL_BUTTONS, Kind, Row
 _DEVICE_EVENT = struct.Struct("=BBHIIIIhhhhHBx")
 _RECORD_ENABLE = 5  # RecordEnableContext minor opcode
 _FROM_SERVER, _END_OF_DATA = 0, 5  # RECORD reply categories
-_COALESCE_S = 0.003
+_COALESCE_S = 0.015
 
 
 def open_display(name: str | None) -> xdisplay.Display:
@@ -272,8 +272,9 @@ class X11Capture:
                 self._sink(rows)
             if done:
                 return
-            # Let a burst accumulate: at storm rates one wake-up then parses dozens of events
-            # instead of one; at human rates it adds at most this much latency.
+            # Let events accumulate: one wake-up then handles several (dozens in a storm)
+            # instead of one. This delays the handling of an event by at most this much; its
+            # timestamp comes from the X server and is not affected.
             time.sleep(_COALESCE_S)
 
     # -- window under the pointer ---------------------------------------------------------

@@ -51,7 +51,7 @@ def frame_hash(width: int, height: int, tile: int, hashes: Sequence[bytes]) -> b
 
 
 def encode_tile(pixels: np.ndarray) -> bytes:
-    """Lossless WebP of a BGRX tile. Fast settings: tiles are small, so effort buys little."""
+    """Lossless WebP of a BGRX tile (uint32 words or uint8 x 4). Tiles are small: fast settings."""
     h, w = pixels.shape[:2]
     img = Image.frombuffer("RGB", (w, h), np.ascontiguousarray(pixels).data, "raw", "BGRX", 0, 1)
     out = io.BytesIO()
