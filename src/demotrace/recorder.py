@@ -22,7 +22,7 @@ from demotrace.store.writer import FrameWrite, Writer
 
 @dataclass(frozen=True, slots=True)
 class RecorderConfig:
-    commit_interval: float = 0.25
+    commit_interval: float = 0.5
     #: A key press this long after the previous key event starts a new typing burst.
     burst_gap: float = 0.5
     #: A wheel notch this long after the previous one (or in another direction) starts a scroll.

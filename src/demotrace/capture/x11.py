@@ -35,7 +35,7 @@ from demotrace.model import WHEEL_BUTTONS, Kind, Row
 _DEVICE_EVENT = struct.Struct("=BBHIIIIhhhhHBx")
 _RECORD_ENABLE = 5  # RecordEnableContext minor opcode
 _FROM_SERVER, _END_OF_DATA = 0, 5  # RECORD reply categories
-_COALESCE_S = 0.015
+_COALESCE_S = 0.02
 
 
 def open_display(name: str | None) -> xdisplay.Display:

@@ -45,8 +45,7 @@ def hash_pixels(pixels: np.ndarray) -> bytes:
 
 def frame_hash(width: int, height: int, tile: int, hashes: Sequence[bytes]) -> bytes:
     h = hashlib.blake2b(struct.pack("<III", width, height, tile), digest_size=16)
-    for item in hashes:
-        h.update(item)
+    h.update(b"".join(hashes))
     return h.digest()
 
 
@@ -55,7 +54,7 @@ def encode_tile(pixels: np.ndarray) -> bytes:
     h, w = pixels.shape[:2]
     img = Image.frombuffer("RGB", (w, h), np.ascontiguousarray(pixels).data, "raw", "BGRX", 0, 1)
     out = io.BytesIO()
-    img.save(out, "WEBP", lossless=True, quality=50, method=2)
+    img.save(out, "WEBP", lossless=True, quality=10, method=1)
     return out.getvalue()
 
 

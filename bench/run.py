@@ -1,0 +1,27 @@
+"""Run every benchmark; results go to bench/out/*.json (BENCHMARKS.md quotes them).
+
+    python bench/run.py            # storm (3 rounds) + 10-minute standard workload
+    python bench/run.py --quick    # storm (1 round) + 2-minute workload
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    args = ap.parse_args()
+    repeats, minutes = ("1", "2") if args.quick else ("3", "10")
+    subprocess.run([sys.executable, HERE / "storm.py", "--repeats", repeats], check=True)
+    subprocess.run([sys.executable, HERE / "workload.py", "--minutes", minutes], check=True)
+
+
+if __name__ == "__main__":
+    main()
