@@ -1,8 +1,10 @@
 """The screen: damage-driven grabs into a versioned tile grid, paired with actions on request.
 
 One thread owns an X connection with a DAMAGE object on the root window and an mss (MIT-SHM)
-grabber. It grabs only where the server reports damage, at most every ``min_interval`` seconds
-(the first grab after a quiet spell waits only ``settle``), compares the grabbed tiles with the
+grabber. It grabs only where the server reports damage: a short ``settle`` after the first report,
+and no sooner than ``min_interval`` plus ``area_interval`` times the damaged share of the screen
+after the previous grab (small changes such as a highlighted menu item are grabbed within tens of
+milliseconds, whole-screen redraws at a few per second), compares the grabbed tiles with the
 current screen, and records a new *version* (tile hashes + grab time) when a tile really changed.
 The last ``max_versions`` versions form the ring.
 
@@ -53,7 +55,8 @@ _DAMAGE_TIME_AREA = struct.Struct("=IhhHH")  # DamageNotify timestamp and area, 
 
 @dataclass(frozen=True, slots=True)
 class ScreenConfig:
-    min_interval: float = 0.15
+    min_interval: float = 0.03
+    area_interval: float = 0.25
     settle: float = 0.008
     keyframe_s: float = 10.0
     max_versions: int = 32
@@ -225,9 +228,7 @@ class FrameRing:
             now = now_ns()
             timeout = cfg.keyframe_s
             if dirty is not None:
-                due = max(
-                    first_dirty + int(cfg.settle * 1e9), last_grab + int(cfg.min_interval * 1e9)
-                )
+                due = max(first_dirty + int(cfg.settle * 1e9), last_grab + self._interval_ns(dirty))
                 timeout = max(0.0, (due - now) / 1e9)
             x_ready = True
             if not self._requests:
@@ -263,9 +264,7 @@ class FrameRing:
             self._answer_requests()
             now = now_ns()
             if dirty is not None:
-                due = max(
-                    first_dirty + int(cfg.settle * 1e9), last_grab + int(cfg.min_interval * 1e9)
-                )
+                due = max(first_dirty + int(cfg.settle * 1e9), last_grab + self._interval_ns(dirty))
                 if now >= due:
                     t_repair = now_ns()
                     self._sock.sendall(self._subtract)  # repair first: later damage re-reports
@@ -276,6 +275,11 @@ class FrameRing:
                     continue
             self._maybe_keyframe(now)
         self._answer_requests()
+
+    def _interval_ns(self, box: list[int]) -> int:
+        """Time to leave after the previous grab: longer for larger damaged regions."""
+        share = max(0, box[2] - box[0]) * max(0, box[3] - box[1]) / (self.width * self.height)
+        return int((self.cfg.min_interval + self.cfg.area_interval * min(1.0, share)) * 1e9)
 
     def _prune_damage(self, now: int) -> None:
         keep_after = now - 30_000_000_000
