@@ -83,6 +83,7 @@ class WidgetActions(_Base):
         path: Sequence[str],
         since: float,
         want: str,
+        timeout: float = _POPUP_TIMEOUT,
     ) -> dict[str, Any]:
         """Wait for a popup shown in a layout written after ``since`` (``time.time()``) in
         which the item labelled ``want`` is on screen."""
@@ -98,7 +99,7 @@ class WidgetActions(_Base):
             return False
 
         what = f"{kind} popup of {owner} {list(path) or ''} to open".replace("  ", " ")
-        layout.wait(is_open, _POPUP_TIMEOUT, what)
+        layout.wait(is_open, timeout, what)
         return found["popup"]
 
     def select_dropdown(self, layout: LayoutFile | str | Path, name: str, option: str) -> None:
@@ -168,7 +169,17 @@ class WidgetActions(_Base):
             before = time.time()
             self.move(ex, ey, target=owner)
             opened = [*opened, label]
-            sub = self._wait_popup(lay, "menu", owner, opened, before, rest[i + 1])
+            sub = None
+            for attempt in range(3):  # Tk may miss the hover; a person would wiggle the pointer
+                try:
+                    sub = self._wait_popup(lay, "menu", owner, opened, before, rest[i + 1], 1.5)
+                    break
+                except ScenarioError:
+                    if attempt == 2:
+                        raise
+                    ex, ey = aim(self.rng, entry["bbox"], 0.15)
+                    self.move(ex, ey, target=owner)
+            assert sub is not None
             row = min(max(ey, sub["entries"][0]["bbox"][1] + 2), sub["entries"][0]["bbox"][3] - 2)
             self._slide(sub["bbox"][0] + self.rng.randint(8, 20), row)
             popup = sub
