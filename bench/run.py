@@ -1,7 +1,7 @@
 """Run every benchmark; results go to bench/out/*.json (BENCHMARKS.md quotes them).
 
-    python bench/run.py            # storm (3 rounds) + 10-minute standard workload
-    python bench/run.py --quick    # storm (1 round) + 2-minute workload
+python bench/run.py            # storm (3 rounds) + 10-minute standard workload
+python bench/run.py --quick    # storm (1 round) + 2-minute workload
 """
 
 from __future__ import annotations

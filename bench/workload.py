@@ -26,6 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import cpu_seconds, rss_peak_mb, start_demotrace, start_xinput, stop
+from demotrace.errors import ScenarioError
 from demotrace.model import Kind
 from demotrace.store.db import Store
 from demotrace.store.frames import FrameReader
@@ -90,12 +91,16 @@ def main() -> dict:
         cpu_rec0, cpu_base0 = cpu_seconds(rec.pid), cpu_seconds(base.pid)
         t0 = time.monotonic()
         loops = 0
+        failures: list[str] = []
         with ScriptedWorker(desk.display, Path(tmp) / "truth.jsonl", seed=3) as worker:
             while time.monotonic() - t0 < args.minutes * 60:
                 scenario = scenarios[loops % len(scenarios)]
                 for name in list(desk.apps):
                     desk.stop_app(name)
-                run_scenario(scenario, desk, worker)
+                try:
+                    run_scenario(scenario, desk, worker)
+                except ScenarioError as exc:  # the app missed an input: note it, go on
+                    failures.append(str(exc))
                 loops += 1
             sent = dict(worker.sent)
         wall = time.monotonic() - t0
@@ -118,6 +123,7 @@ def main() -> dict:
     result = {
         "minutes": wall / 60,
         "scenario_runs": loops,
+        "scenario_failures": failures,
         "events_sent": sent,
         "events_recorded": counts,
         "input_events_per_s": n_input / wall,

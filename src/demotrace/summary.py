@@ -57,7 +57,11 @@ def session_summary(store: Store, session: int) -> dict[str, Any]:
         app = (ev.data or {}).get("app") or "(none)"
         apps[app] = apps.get(app, 0) + 1
     frames = store.frame_bytes(session)
-    frame_events = counts.get("frame", 0)
+    frame_events = store.db.execute(
+        "SELECT COUNT(*) FROM events WHERE session = ? AND kind = ? "
+        "AND json_extract(data, '$.for_seq') IS NOT NULL",
+        (session, int(Kind.FRAME)),
+    ).fetchone()[0]
     event_bytes = span[2] * ROW_OVERHEAD + span[3]
     return {
         "id": session,
