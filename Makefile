@@ -5,8 +5,8 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # program -> Debian package
-SYS_TOOLS := Xvfb:xvfb xdotool:xdotool xdpyinfo:x11-utils jwm:jwm xterm:xterm
-SYS_PKGS  := xvfb xdotool x11-utils jwm xterm python3-tk python3-venv
+SYS_TOOLS := Xvfb:xvfb xdotool:xdotool xdpyinfo:x11-utils jwm:jwm xterm:xterm xinput:xinput
+SYS_PKGS  := xvfb xdotool x11-utils jwm xterm xinput python3-tk python3-venv
 
 .PHONY: setup sysdeps demo test lint bench clean
 

@@ -67,7 +67,7 @@ class ScreenConfig:
 class Version:
     n: int
     t_grab: int  # monotonic ns when the grab that made this version returned
-    t_repair: int  # when the damage was repaired, just before the grab
+    t_repair: int  # the repair before the latest grab that found the screen equal to this
     hashes: list[bytes]
     fhash: bytes | None = None
 
@@ -336,6 +336,10 @@ class FrameRing:
             self.versions.append(Version(n, t_grab, t_repair, hashes))
             self.stats["versions"] += 1
             self._last_change = t_grab
+        elif current is not None:
+            # Damage was reported, but the pixels are the same: the version is confirmed as of
+            # this grab, and only damage after this repair can have changed it.
+            current.t_repair = t_repair
 
     def _keep_pixels(self, thash: bytes, pixels: np.ndarray) -> None:
         if thash in self._stored_tiles or thash in self._pixels:
