@@ -112,7 +112,9 @@ def run_demo(
     )
     console.print(f"recording: {store_dir(home)}  (DEMOTRACE_HOME={home})")
     console.print(f"ground truth of the scripted worker: {truth}")
+    exe = Path(sys.executable).parent / "demotrace"
+    command = str(exe) if exe.exists() else "demotrace"
     console.print(
-        f"look at it: DEMOTRACE_HOME={home} demotrace show {session} --frames-out {home / 'frames'}"
+        f"look at it: DEMOTRACE_HOME={home} {command} show {session} --frames-out {home / 'frames'}"
     )
     return {"home": str(home), "session": session, "summary": summary, "truth": str(truth)}
