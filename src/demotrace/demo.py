@@ -18,7 +18,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from demotrace.errors import DemotraceError
+from demotrace.errors import DemotraceError, ScenarioError
 from demotrace.paths import store_dir
 
 
@@ -85,10 +85,17 @@ def run_demo(
             with progress, ScriptedWorker(desk.display, truth, seed=7, speed=speed) as worker:
                 task = progress.add_task("scripted work", total=len(chosen))
                 for scenario in chosen:
-                    for name in list(desk.apps):  # every task starts from freshly opened apps
-                        desk.stop_app(name)
                     progress.update(task, description=f"{scenario.name}: {scenario.title}"[:56])
-                    run_scenario(scenario, desk, worker)
+                    for attempt in range(2):
+                        for name in list(desk.apps):  # every task starts from fresh apps
+                            desk.stop_app(name)
+                        try:
+                            run_scenario(scenario, desk, worker)
+                            break
+                        except ScenarioError as exc:
+                            if attempt:
+                                raise
+                            console.print(f"[yellow]retrying {scenario.name}:[/] {exc}")
                     progress.advance(task)
             time.sleep(1.0)  # let the last frames and events commit
         finally:
