@@ -407,6 +407,13 @@ class FrameRing:
                     self.stats["dropped"] += 1  # evicted before it could be stored
                     return
                 tiles[thash] = pixels
+            # Bounded backlog: keyframes give way first; an action's frame only past twice the
+            # cap. Decided before any bookkeeping, so a dropped frame leaves no tile half-stored.
+            size = sum(p.nbytes for p in tiles.values())
+            cap = self.backlog_cap if req.reason == "keyframe" else 2 * self.backlog_cap
+            if self._backlog_bytes + size > cap:
+                self.stats["dropped"] += 1
+                return
             parent, depth = None, 0
             last = self._last_persisted
             if last is not None and last[2] < MAX_DEPTH:
@@ -440,9 +447,6 @@ class FrameRing:
                     self._pixel_bytes -= pixels.nbytes
         job = Job(version, req, fhash, tiles, manifest, self._verified(version, req.t_event))
         size = sum(p.nbytes for p in tiles.values())
-        if self._backlog_bytes + size > self.backlog_cap and req.reason == "keyframe":
-            self.stats["dropped"] += 1
-            return
         with self._jobs_cv:
             self._jobs.append(job)
             self._backlog_bytes += size
