@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
+
+from demotrace.testbench.recorder_process import start_recorder
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -27,24 +27,7 @@ def rss_peak_mb(pid: int) -> float:
 
 
 def start_demotrace(display: str, home: Path, *extra: str) -> subprocess.Popen:
-    env = dict(os.environ, DISPLAY=display, DEMOTRACE_HOME=str(home))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "demotrace", "record", "--display", display, *extra],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    db = home / "store" / "demotrace.db"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if db.exists():
-            try:
-                with sqlite3.connect(db) as conn:
-                    if conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]:
-                        break
-            except sqlite3.Error:
-                pass
-        time.sleep(0.1)
+    proc = start_recorder(display, home, *extra, stderr=subprocess.DEVNULL)
     time.sleep(0.5)
     return proc
 

@@ -7,7 +7,6 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 from conftest import recording
 from demotrace.model import MOD_SHIFT, Kind
 from demotrace.store.db import Store
+from demotrace.testbench.recorder_process import start_recorder
 from demotrace.testbench.worker import ScriptedWorker
 
 STORM_TEXT = ("The quick brown fox jumps over the lazy dog 0123456789 " * 40)[:2000]
@@ -80,21 +80,8 @@ def test_storm_every_event_recorded_in_order(desktop, store: Store) -> None:
 
 def test_sigkill_during_storm_keeps_a_clean_store(desktop, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    env = dict(desktop.env, DEMOTRACE_HOME=str(home))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "demotrace", "record", "--display", desktop.display],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    proc = start_recorder(desktop.display, home, stderr=subprocess.DEVNULL)
     db_path = home / "store" / "demotrace.db"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if db_path.exists():
-            with sqlite3.connect(db_path) as db:
-                if db.execute("SELECT COUNT(*) FROM sessions").fetchone()[0]:
-                    break
-        time.sleep(0.1)
     time.sleep(0.5)
     stop = threading.Event()
     sent_until: list[int] = []

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from demotrace.testbench.recorder_process import start_recorder
 from demotrace.testbench.worker import ScriptedWorker
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
@@ -74,23 +75,15 @@ def test_read_only_data_directory(desktop, tmp_path: Path) -> None:
 def test_full_disk_stops_cleanly_and_keeps_what_was_committed(desktop, tmp_path: Path) -> None:
     with tmpfs(tmp_path / "full", "size=2m") as full:
         home = full / "home"
-        env = dict(desktop.env, DEMOTRACE_HOME=str(home))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "demotrace", "record", "--display", desktop.display],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        time.sleep(2.0)
+        proc = start_recorder(desktop.display, home)
         with ScriptedWorker(desktop.display, speed=1000) as worker:
             deadline = time.monotonic() + 60
             while proc.poll() is None and time.monotonic() < deadline:
                 worker.motion_storm(2000)
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=30)
-        result = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+        _out, stderr = proc.communicate(timeout=30)
+        result = subprocess.CompletedProcess(proc.args, proc.returncode, "", stderr)
         assert_clean_error(result, 5, "disk is full", "already captured is kept")
         with sqlite3.connect(home / "store" / "demotrace.db") as db:
             assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -99,17 +92,8 @@ def test_full_disk_stops_cleanly_and_keeps_what_was_committed(desktop, tmp_path:
 
 def test_second_recorder_on_the_same_store(desktop, tmp_path: Path) -> None:
     env = dict(desktop.env, DEMOTRACE_HOME=str(tmp_path / "home"))
-    first = subprocess.Popen(
-        [sys.executable, "-m", "demotrace", "record"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    first = start_recorder(desktop.display, tmp_path / "home", stderr=subprocess.DEVNULL)
     try:
-        lock = tmp_path / "home" / "store" / "recorder.lock"
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not (lock.exists() and lock.read_text()):
-            time.sleep(0.1)
         second = demotrace("record", "--duration", "1", env=env)
         assert_clean_error(second, 6, "already writing to the store", f"pid {first.pid}")
     finally:

@@ -22,25 +22,6 @@ from demotrace.errors import DemotraceError, ScenarioError
 from demotrace.paths import store_dir
 
 
-def _wait_for_session(db: Path, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    import sqlite3
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            err = proc.stderr.read() if proc.stderr else ""
-            raise DemotraceError(f"The recorder stopped at start-up: {err.strip()}")
-        if db.exists():
-            try:
-                with sqlite3.connect(db) as conn:
-                    if conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]:
-                        return
-            except sqlite3.Error:
-                pass
-        time.sleep(0.1)
-    raise DemotraceError(f"The recorder did not start within {timeout:.0f} s.")
-
-
 def run_demo(
     home: Path | None = None,
     scenarios: list[str] | None = None,
@@ -50,6 +31,7 @@ def run_demo(
     from demotrace.store.db import Store
     from demotrace.summary import session_summary
     from demotrace.testbench.desktop import VirtualDesktop
+    from demotrace.testbench.recorder_process import start_recorder
     from demotrace.testbench.scenarios import load_scenarios, run_scenario
     from demotrace.testbench.worker import ScriptedWorker
 
@@ -64,16 +46,8 @@ def run_demo(
     console.print(f"[bold]demotrace demo[/]: {len(chosen)} scenarios, data in {home}")
     with VirtualDesktop() as desk:
         console.print(f"virtual desktop {desk.display} ({desk.width}x{desk.height}) is up")
-        env = dict(desk.env, DEMOTRACE_HOME=str(home))
-        recorder = subprocess.Popen(
-            [sys.executable, "-m", "demotrace", "record", "--display", desk.display],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        recorder = start_recorder(desk.display, home)
         try:
-            _wait_for_session(store_dir(home) / "demotrace.db", recorder)
             console.print(f"[bold red]●[/] recorder running (pid {recorder.pid})")
             progress = Progress(
                 TextColumn("{task.description:<56}"),

@@ -1,0 +1,49 @@
+"""`demotrace record` as its own process, the way a person runs it (demo, tests, benchmarks)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from demotrace.errors import DemotraceError
+from demotrace.paths import store_dir
+
+
+def start_recorder(
+    display: str, home: Path, *extra: str, stderr: int = subprocess.PIPE
+) -> subprocess.Popen:
+    """Start ``demotrace record`` on ``display`` into ``home`` and wait until it records."""
+    env = dict(os.environ, DISPLAY=display, DEMOTRACE_HOME=str(home))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "demotrace", "record", "--display", display, *extra],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        text=True,
+    )
+    wait_until_recording(home, proc)
+    return proc
+
+
+def wait_until_recording(home: Path, proc: subprocess.Popen, timeout: float = 30.0) -> None:
+    """Return once the recorder's first events are committed; raise if it died or hangs."""
+    db = store_dir(home) / "demotrace.db"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            err = proc.stderr.read() if proc.stderr else ""
+            raise DemotraceError(f"The recorder stopped at start-up: {(err or '').strip()}")
+        if db.exists():
+            try:
+                with sqlite3.connect(db) as conn:
+                    if conn.execute("SELECT COUNT(*) FROM events").fetchone()[0]:
+                        return
+            except sqlite3.Error:
+                pass
+        time.sleep(0.05)
+    proc.kill()
+    raise DemotraceError(f"The recorder did not start within {timeout:.0f} s.")
