@@ -115,7 +115,6 @@ class FrameRing:
         self.width, self.height = screen.width_in_pixels, screen.height_in_pixels
         self.cols, self.rows = grid_shape(self.width, self.height, self.cfg.tile)
         self._wake_r, self._wake_w = os.pipe()
-        self._lock = threading.Lock()
         self._requests: deque[Request] = deque()
         self._damage_times: list[int] = []  # session-clock times of recent damage reports
         self._clock = ServerClock()
@@ -137,6 +136,7 @@ class FrameRing:
         self._stored_frames: dict[bytes, int] = {}
         self._last_persisted: tuple[bytes, list[bytes], int] | None = None
         self._last_keyframe_n = -1
+        self._last_keyframe_t = 0
         self._last_change = 0
         self.stats = {
             "grabs": 0,
@@ -371,8 +371,7 @@ class FrameRing:
             return
         if self._last_persisted is not None and now - self._last_change > self.cfg.keyframe_s * 1e9:
             return  # the screen is not changing: no keyframes
-        last_t = getattr(self, "_last_keyframe_t", 0)
-        if now - last_t < self.cfg.keyframe_s * 1e9:
+        if now - self._last_keyframe_t < self.cfg.keyframe_s * 1e9:
             return
         self._last_keyframe_t = now
         self._last_keyframe_n = current.n
@@ -438,6 +437,8 @@ class FrameRing:
                 grid,
                 version.t_grab,
             )
+            if len(self._stored_frames) > 100_000:  # bounded; the store ignores duplicates
+                self._stored_frames.clear()
             self._stored_frames[fhash] = depth
             self._last_persisted = (fhash, version.hashes, depth)
             for thash in tiles:
