@@ -169,3 +169,26 @@ def test_clicks_inside_popups_see_the_popup_open_in_their_frame(session) -> None
         assert changed > 0.2, f"popup region barely differs ({changed:.0%}) for {line}"
         checked += 1
     assert checked >= 6
+
+
+def test_title_changes_of_the_active_window_are_recorded(desktop, tmp_path) -> None:
+    import subprocess
+
+    from demotrace.testbench.apps import start_xterm
+
+    app = start_xterm(desktop, geometry="60x10+700+500")
+    store = Store(tmp_path / "store")
+    with (
+        ScriptedWorker(desktop.display, speed=5) as worker,
+        recording(desktop.display, store) as rec,
+    ):
+        box = desktop.window_box(app.window)
+        worker.click((box[0] + box[2]) // 2, (box[1] + box[3]) // 2)
+        subprocess.run(
+            ["xdotool", "set_window", "--name", "Quarterly report", str(app.window)],
+            env=desktop.env,
+            check=True,
+        )
+    titles = [e.data for e in store.events(rec.session, (Kind.TITLE,)) if e.data]
+    store.close()
+    assert {"window": app.window, "title": "Quarterly report"} in titles
