@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -99,3 +100,16 @@ def test_second_recorder_on_the_same_store(desktop, tmp_path: Path) -> None:
     finally:
         first.send_signal(signal.SIGINT)
         assert first.wait(timeout=30) == 0
+
+
+def test_server_without_damage_records_input_without_frames(tmp_path: Path) -> None:
+    from demotrace.testbench.desktop import VirtualDesktop
+
+    with VirtualDesktop(wm=False, extra_args=["-extension", "DAMAGE"]) as desk:
+        env = dict(desk.env, DEMOTRACE_HOME=str(tmp_path / "home"))
+        result = demotrace("record", "--duration", "1", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "screen frames are off (the X server lacks the DAMAGE extension)" in " ".join(
+        result.stderr.split()
+    )
+    assert json.loads(result.stdout)["events"]["screen"] == 1

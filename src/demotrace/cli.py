@@ -53,6 +53,8 @@ def cmd_record(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     session = recorder.start()
+    for warning in recorder.warnings:
+        err.print(f"[yellow]warning:[/] {warning}")
     deadline = time.monotonic() + args.duration if args.duration else None
     err.print(
         f"[bold red]●[/] recording session {session} on {recorder.display} into {store.root} "

@@ -102,6 +102,7 @@ class Recorder:
         self._ring: Any = None
         self._writer: Writer | None = None
         self.counts: dict[int, int] = {}
+        self.warnings: list[str] = []
         self.started_ns = 0
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -131,10 +132,16 @@ class Recorder:
         if self.config.frames:
             from demotrace.capture.screen import FrameRing
 
-            self._ring = FrameRing(
+            ring = FrameRing(
                 self.display, self.session, self._frame_event, self._on_frame, self.config.screen
             )
-            self._ring.start()
+            try:
+                ring.start()
+                self._ring = ring
+            except Exception as exc:  # no DAMAGE or MIT-SHM: record input and windows only
+                self.warnings.append(
+                    f"screen frames are off ({exc}); input and windows are still recorded"
+                )
         self._capture = capture
         capture.start(self._on_rows)
         return self.session

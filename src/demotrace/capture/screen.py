@@ -153,6 +153,8 @@ class FrameRing:
     def start(self) -> None:
         from Xlib.ext import damage
 
+        if not self._disp.has_extension("DAMAGE"):
+            raise RuntimeError("the X server lacks the DAMAGE extension")
         self._disp.damage_query_version()
         root = self._disp.screen().root
         self._damage = root.damage_create(damage.DamageReportBoundingBox)
