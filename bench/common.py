@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from pathlib import Path
 
-from demotrace.testbench.recorder_process import start_recorder
+from demotrace.testbench.recorder_process import start_recorder, stop_recorder
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -45,10 +44,4 @@ def start_xinput(display: str) -> subprocess.Popen:
 
 
 def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    stop_recorder(proc)  # SIGINT, then kill: the same for xinput

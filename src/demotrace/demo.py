@@ -8,8 +8,6 @@ to the recording.
 from __future__ import annotations
 
 import datetime as dt
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -31,7 +29,7 @@ def run_demo(
     from demotrace.store.db import Store
     from demotrace.summary import session_summary
     from demotrace.testbench.desktop import VirtualDesktop
-    from demotrace.testbench.recorder_process import start_recorder
+    from demotrace.testbench.recorder_process import start_recorder, stop_recorder
     from demotrace.testbench.scenarios import load_scenarios, run_scenario
     from demotrace.testbench.worker import ScriptedWorker
 
@@ -73,12 +71,7 @@ def run_demo(
                     progress.advance(task)
             time.sleep(1.0)  # let the last frames and events commit
         finally:
-            if recorder.poll() is None:
-                recorder.send_signal(signal.SIGINT)
-            try:
-                recorder.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                recorder.kill()
+            stop_recorder(recorder)
     if recorder.returncode != 0:
         err = recorder.stderr.read() if recorder.stderr else ""
         raise DemotraceError(f"The recorder failed: {err.strip()}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -47,3 +48,15 @@ def wait_until_recording(home: Path, proc: subprocess.Popen, timeout: float = 30
         time.sleep(0.05)
     proc.kill()
     raise DemotraceError(f"The recorder did not start within {timeout:.0f} s.")
+
+
+def stop_recorder(proc: subprocess.Popen, timeout: float = 60.0) -> int:
+    """Stop a recorder as Ctrl-C would (it commits and closes); kill it if it hangs."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
