@@ -6,7 +6,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # program -> Debian package
 SYS_TOOLS := Xvfb:xvfb xdotool:xdotool xdpyinfo:x11-utils jwm:jwm xterm:xterm xinput:xinput
-SYS_PKGS  := xvfb xdotool x11-utils jwm xterm xinput python3-tk python3-venv
+SYS_PKGS  := xvfb xdotool x11-utils jwm xterm xinput python3-tk python3-venv \
+             python3-pyatspi python3-gi gir1.2-gtk-3.0 at-spi2-core dbus-x11
 
 .PHONY: setup sysdeps demo test lint bench clean
 
@@ -18,6 +19,8 @@ sysdeps:
 	  command -v $$prog >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	$(PYTHON) -c "import tkinter" >/dev/null 2>&1 || missing="$$missing python3-tk"; \
 	$(PYTHON) -c "import ensurepip, venv" >/dev/null 2>&1 || missing="$$missing python3-venv"; \
+	/usr/bin/python3 -c "import pyatspi, gi" >/dev/null 2>&1 || missing="$$missing python3-pyatspi"; \
+	command -v dbus-launch >/dev/null 2>&1 || missing="$$missing dbus-x11"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = "0" ]; then \
 	    echo "installing system packages:$$missing"; \

@@ -48,3 +48,21 @@ class ScenarioError(DemotraceError):
     """A scenario file is malformed or names something that does not exist."""
 
     exit_code = 8
+
+
+class PolicyError(DemotraceError):
+    """The policy file is missing, not TOML, or breaks the policy schema (line and field named)."""
+
+    exit_code = 9
+
+
+class ConsentError(DemotraceError):
+    """Recording was asked for without the worker's consent to this exact policy version."""
+
+    exit_code = 10
+
+
+class ControlError(DemotraceError):
+    """No recorder answers on the control socket (pause, resume, status, forget)."""
+
+    exit_code = 11

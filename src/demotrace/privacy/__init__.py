@@ -1,0 +1,1 @@
+"""Privacy enforced at the source: policy, scope, redaction, masks, consent, controls."""
