@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from demotrace.privacy.consent import accept
+from demotrace.privacy.policy import Policy, demo_policy_path, load_policy
 from demotrace.recorder import Recorder, RecorderConfig
 from demotrace.store.db import Store
 
@@ -51,9 +53,36 @@ def wait_settled(recorder: Recorder, quiet: float = 0.4, timeout: float = 30.0) 
         time.sleep(0.05)
 
 
+#: The demo policy, but every xterm is in scope whatever its title.
+WIDE_POLICY = (
+    demo_policy_path()
+    .read_text()
+    .replace('titles = ["^xterm$"]', "")
+    .replace("revision = 1", "revision = 2")
+)
+
+
+def wide_policy_file(folder: Path) -> Path:
+    path = folder / "wide-policy.toml"
+    path.write_text(WIDE_POLICY)
+    return path
+
+
+def wide_policy() -> Policy:
+    from demotrace.privacy.policy import parse_policy
+
+    return parse_policy(WIDE_POLICY, "<wide test policy>")
+
+
 @contextmanager
-def recording(display: str, store: Store, **config: object) -> Iterator[Recorder]:
-    rec = Recorder(store, display, RecorderConfig(**config))  # type: ignore[arg-type]
+def recording(
+    display: str, store: Store, policy: Policy | None = None, **config: object
+) -> Iterator[Recorder]:
+    """A recorder in this process under ``policy`` (default: the demo policy), consent given."""
+    policy = policy or load_policy(demo_policy_path())
+    accept(store, policy)
+    config.setdefault("indicator", False)
+    rec = Recorder(store, policy, display, RecorderConfig(**config))  # type: ignore[arg-type]
     rec.start()
     time.sleep(0.3)  # the first full-screen grab and window state
     try:

@@ -11,8 +11,8 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import recording
-from demotrace.model import MOD_SHIFT, Kind
+from conftest import recording, wide_policy, wide_policy_file
+from demotrace.model import Kind
 from demotrace.store.db import Store
 from demotrace.testbench.recorder_process import start_recorder
 from demotrace.testbench.worker import ScriptedWorker
@@ -21,18 +21,8 @@ STORM_TEXT = ("The quick brown fox jumps over the lazy dog 0123456789 " * 40)[:2
 
 
 def _typed_text(events: list) -> str:
-    """Rebuild text from key presses and the shift state at press time (not from releases)."""
-    names = {"space": " "}
-    out = []
-    for ev in events:
-        if ev.kind != Kind.KEY or not ev.value:
-            continue
-        name = names.get(ev.name, ev.name)
-        if name.startswith("Shift"):
-            continue
-        if len(name) == 1:
-            out.append(name.upper() if (ev.state or 0) & MOD_SHIFT and name.isalpha() else name)
-    return "".join(out)
+    """The typed text as stored: the text rows (typing keys themselves carry no content)."""
+    return "".join(ev.data["text"] for ev in events if ev.kind == Kind.TEXT)
 
 
 def _launch_sink_terminal(desktop) -> None:
@@ -45,7 +35,7 @@ def _launch_sink_terminal(desktop) -> None:
 def test_storm_every_event_recorded_in_order(desktop, store: Store) -> None:
     _launch_sink_terminal(desktop)
     with ScriptedWorker(desktop.display, speed=1000) as worker:
-        with recording(desktop.display, store) as rec:
+        with recording(desktop.display, store, wide_policy()) as rec:
             worker.click(300, 200)
             worker.motion_storm(20_000)
             worker.type_storm(STORM_TEXT)
@@ -80,7 +70,9 @@ def test_storm_every_event_recorded_in_order(desktop, store: Store) -> None:
 
 def test_sigkill_during_storm_keeps_a_clean_store(desktop, tmp_path: Path) -> None:
     home = tmp_path / "home"
-    proc = start_recorder(desktop.display, home, stderr=subprocess.DEVNULL)
+    home.mkdir()
+    policy = wide_policy_file(tmp_path)
+    proc = start_recorder(desktop.display, home, stderr=subprocess.DEVNULL, policy=policy)
     db_path = home / "store" / "demotrace.db"
     time.sleep(0.5)
     stop = threading.Event()

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from demotrace.testbench.recorder_process import start_recorder
+from demotrace.privacy.policy import demo_policy_path
+from demotrace.testbench.recorder_process import accept_policy, start_recorder
 from demotrace.testbench.worker import ScriptedWorker
 
+DEMO = str(demo_policy_path())
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 
 
@@ -52,6 +54,7 @@ def tmpfs(path: Path, options: str) -> Iterator[Path]:
 def test_no_display(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
     env["DEMOTRACE_HOME"] = str(tmp_path)
+    assert demotrace("consent", "--accept", env=env).returncode == 0
     result = demotrace("record", env=env)
     assert_clean_error(result, 3, "Cannot open the X display", "set DISPLAY")
     result = demotrace("record", "--display", ":987", env=env)
@@ -95,7 +98,7 @@ def test_second_recorder_on_the_same_store(desktop, tmp_path: Path) -> None:
     env = dict(desktop.env, DEMOTRACE_HOME=str(tmp_path / "home"))
     first = start_recorder(desktop.display, tmp_path / "home", stderr=subprocess.DEVNULL)
     try:
-        second = demotrace("record", "--duration", "1", env=env)
+        second = demotrace("record", "--duration", "1", "--policy", DEMO, env=env)
         assert_clean_error(second, 6, "already writing to the store", f"pid {first.pid}")
     finally:
         first.send_signal(signal.SIGINT)
@@ -107,7 +110,8 @@ def test_server_without_damage_records_input_without_frames(tmp_path: Path) -> N
 
     with VirtualDesktop(wm=False, extra_args=["-extension", "DAMAGE"]) as desk:
         env = dict(desk.env, DEMOTRACE_HOME=str(tmp_path / "home"))
-        result = demotrace("record", "--duration", "1", "--json", env=env)
+        accept_policy(tmp_path / "home")
+        result = demotrace("record", "--duration", "1", "--json", "--policy", DEMO, env=env)
     assert result.returncode == 0, result.stderr
     assert "screen frames are off (the X server lacks the DAMAGE extension)" in " ".join(
         result.stderr.split()

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from demotrace.privacy.policy import demo_policy_path
 from demotrace.store.db import Store
 from demotrace.store.frames import FrameReader
 from demotrace.testbench.apps import start_workbench
@@ -32,8 +33,11 @@ def test_record_sessions_show_and_frames(desktop, tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = dict(desktop.env, DEMOTRACE_HOME=str(home))
     app = start_workbench(desktop)
+    home.mkdir()
+    consent = run_cli("consent", "--accept", "--policy", str(demo_policy_path()), env=env)
+    assert consent.returncode == 0, consent.stderr
     proc = subprocess.Popen(
-        [sys.executable, "-m", "demotrace", "record"],
+        [sys.executable, "-m", "demotrace", "record", "--policy", str(demo_policy_path())],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -59,6 +59,7 @@ def test_backlog_and_pixel_cache_stay_under_their_caps(
     ring.backlog_cap = 256 * 1024
     ring.pixel_cap = 512 * 1024
     ring.start()
+    ring.set_mask(np.ones((ring.height, ring.width), dtype=bool))  # everything in scope
     peak = {"backlog": 0, "pixels": 0}
     done = threading.Event()
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from conftest import recording
+from conftest import recording, wide_policy
 from demotrace.errors import ScenarioError
 from demotrace.model import Event, Kind
 from demotrace.store.db import Store
@@ -180,7 +180,7 @@ def test_title_changes_of_the_active_window_are_recorded(desktop, tmp_path) -> N
     store = Store(tmp_path / "store")
     with (
         ScriptedWorker(desktop.display, speed=5) as worker,
-        recording(desktop.display, store) as rec,
+        recording(desktop.display, store, wide_policy()) as rec,
     ):
         box = desktop.window_box(app.window)
         worker.click((box[0] + box[2]) // 2, (box[1] + box[3]) // 2)

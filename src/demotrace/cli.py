@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import re
 import signal
 import sys
 import threading
@@ -41,10 +42,18 @@ def _human_bytes(n: float) -> str:
 
 # -- record -----------------------------------------------------------------------------------
 def cmd_record(args: argparse.Namespace) -> int:
-    from demotrace.recorder import Recorder, RecorderConfig
+    from demotrace.privacy.consent import load_in_force, purge, setup_log
+    from demotrace.recorder import Recorder, RecorderConfig, require_consent
 
+    home = data_home()
+    policy = load_in_force(args.policy, home)
     store = _open_store(create=True)
-    recorder = Recorder(store, args.display, RecorderConfig(frames=not args.no_frames))
+    require_consent(store, policy)  # before anything else happens
+    setup_log(home)
+    for gone in purge(store, policy):
+        err.print(f"retention: deleted session {gone['session']} ({gone['why']})")
+    config = RecorderConfig(frames=not args.no_frames, indicator=not args.no_indicator)
+    recorder = Recorder(store, policy, args.display, config, home=home)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -58,8 +67,10 @@ def cmd_record(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + args.duration if args.duration else None
     err.print(
         f"[bold red]●[/] recording session {session} on {recorder.display} into {store.root} "
-        "(Ctrl-C to stop)"
+        f"under the policy {policy.name!r} ({policy.version}); pause with {policy.hotkey} or "
+        "`demotrace pause`, Ctrl-C to stop"
     )
+    last_purge = time.monotonic()
     try:
         with err.status("", spinner="dots") if err.is_terminal else _nullcontext() as status:
             while not stop.wait(0.5):
@@ -67,9 +78,13 @@ def cmd_record(args: argparse.Namespace) -> int:
                     break
                 if deadline is not None and time.monotonic() >= deadline:
                     break
+                if time.monotonic() - last_purge > 600:
+                    last_purge = time.monotonic()
+                    purge(store, policy, keep=session)
                 if status is not None:
                     c = recorder.counts
-                    status.update(f"session {session}: {sum(c.values()):,} events")
+                    state = recorder.status()["state"]
+                    status.update(f"session {session} ({state}): {sum(c.values()):,} events")
     finally:
         summary = recorder.stop()
         store.close()
@@ -83,6 +98,170 @@ def cmd_record(args: argparse.Namespace) -> int:
         )
     if recorder.error is not None:
         raise recorder.error
+    return 0
+
+
+# -- consent ----------------------------------------------------------------------------------
+def cmd_consent(args: argparse.Namespace) -> int:
+    from demotrace.control import call
+    from demotrace.errors import ControlError
+    from demotrace.privacy import consent
+    from demotrace.privacy.notice import render_notice
+
+    home = data_home()
+    policy = consent.load_in_force(args.policy, home)
+    store = _open_store(create=True)
+    consent.setup_log(home)
+    try:
+        if args.accept:
+            consent.accept(store, policy)
+            consent.log.info("consent: accepted policy %s", policy.version)
+            msg = (
+                f"You agreed to the policy {policy.name!r}, version {policy.version}. "
+                "`demotrace record` may now record within its scope; withdraw any time with "
+                "`demotrace consent --withdraw`."
+            )
+        elif args.withdraw:
+            consent.withdraw(store, policy)
+            consent.log.info("consent: withdrawn (policy %s)", policy.version)
+            stopped = False
+            try:
+                call(home, {"cmd": "stop"})
+                stopped = True
+            except ControlError:
+                pass
+            msg = "You withdrew your consent: nothing more will be recorded."
+            if stopped:
+                msg += " The running recorder is stopping."
+            n = len(store.sessions())
+            delete = args.delete
+            if not delete and n and sys.stdin.isatty() and not args.json:
+                answer = input(f"Delete all {n} recorded sessions on this machine now? [y/N] ")
+                delete = answer.strip().lower() in ("y", "yes")
+            if delete and n:
+                if stopped:
+                    time.sleep(1.0)  # let it commit and close
+                for s in store.sessions():
+                    store.forget(session=s["id"], reason="withdraw")
+                msg += f" All {n} local sessions were deleted."
+            elif n:
+                msg += (
+                    f" Your {n} recorded sessions are still here; delete them with "
+                    "`demotrace forget --all`."
+                )
+        else:
+            state = consent.consent_state(store, policy)
+            if args.json:
+                out.print_json(
+                    json.dumps({"state": state, "policy": policy.summary(), "notice": None})
+                )
+                return 0
+            out.print(render_notice(policy), markup=False, highlight=False)
+            out.print(f"\nYour consent to this version: {state}.")
+            return 0
+    finally:
+        store.close()
+    if args.json:
+        out.print_json(json.dumps({"ok": True, "policy": policy.version, "message": msg}))
+    else:
+        err.print(msg)
+    return 0
+
+
+# -- pause / resume / status / forget --------------------------------------------------------
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in "15m", "90s", "1h30m", "2h" (a bare number is minutes)."""
+    text = text.strip().lower()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text) * 60
+    m = _DURATION.match(text)
+    if not text or m is None or not any(m.groups()):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a duration; write it like 15m, 90s, 1h30m"
+        )
+    h, mi, se = (float(g) if g else 0.0 for g in m.groups())
+    return h * 3600 + mi * 60 + se
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    from demotrace.control import call
+
+    answer = call(data_home(), {"cmd": "pause", "seconds": args.for_})
+    return _print_status(answer, args.json)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from demotrace.control import call
+
+    return _print_status(call(data_home(), {"cmd": "resume"}), args.json)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from demotrace.control import call
+
+    return _print_status(call(data_home(), {"cmd": "status"}), args.json)
+
+
+def _print_status(answer: dict[str, Any], as_json: bool) -> int:
+    if as_json:
+        out.print_json(json.dumps(answer))
+        return 0
+    line = f"recorder (pid {answer.get('pid')}): {answer.get('state')}"
+    if answer.get("pause_left_s") is not None:
+        line += f", resumes in {answer['pause_left_s'] / 60:.1f} min"
+    line += f"; session {answer.get('session')}, policy {answer.get('policy')}"
+    out.print(line)
+    return 0
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from demotrace.control import call
+    from demotrace.errors import ControlError, UnknownSessionError
+
+    home = data_home()
+    request: dict[str, Any] = {"cmd": "forget"}
+    if args.last is not None:
+        request["since_wall_ns"] = time.time_ns() - int(args.last * 1e9)
+        what = f"the last {args.last / 60:g} minutes"
+    elif args.session is not None:
+        request["session"] = args.session
+        what = f"session {args.session}"
+    else:
+        what = "every session"
+    try:
+        if args.all:
+            raise ControlError("forget --all runs without a recorder")
+        counts = call(home, request, timeout=60)
+    except ControlError:
+        store = _open_store(create=False)
+        try:
+            if args.all:
+                counts = {"events": 0, "frames": 0, "tiles": 0, "sessions": 0}
+                for s in store.sessions():
+                    for k, v in store.forget(session=s["id"]).items():
+                        counts[k] += v
+            elif args.session is not None:
+                if store.session(args.session) is None:
+                    raise UnknownSessionError(
+                        f"There is no session {args.session} in {store.root}; "
+                        "`demotrace sessions` lists them."
+                    ) from None
+                counts = store.forget(session=args.session)
+            else:
+                counts = store.forget(since_wall_ns=request["since_wall_ns"])
+        finally:
+            store.close()
+    counts.pop("ok", None)
+    if args.json:
+        out.print_json(json.dumps(counts))
+    else:
+        err.print(
+            f"Deleted {what}: {counts.get('events', 0):,} events, {counts.get('frames', 0):,} "
+            f"frames, {counts.get('tiles', 0):,} tiles."
+        )
     return 0
 
 
@@ -209,7 +388,40 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--duration", type=float, help="stop by itself after this many seconds")
     r.add_argument("--no-frames", action="store_true", help="record input and windows only")
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
+    r.add_argument("--policy", help="policy file (default: $DEMOTRACE_POLICY, the installed one)")
+    r.add_argument("--no-indicator", action="store_true", help="no badge or tray icon (tests only)")
     r.set_defaults(func=cmd_record)
+
+    c = sub.add_parser("consent", help="the notice of the policy; agree or withdraw")
+    group = c.add_mutually_exclusive_group()
+    group.add_argument("--show", action="store_true", help="print the notice (the default)")
+    group.add_argument("--accept", action="store_true", help="agree to this policy version")
+    group.add_argument("--withdraw", action="store_true", help="withdraw: stop recording")
+    c.add_argument("--delete", action="store_true", help="with --withdraw: delete local data")
+    c.add_argument("--policy", help="policy file (default: the one in force)")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(func=cmd_consent)
+
+    pa = sub.add_parser("pause", help="pause the running recorder (private time)")
+    pa.add_argument(
+        "--for", dest="for_", type=parse_duration, metavar="DURATION", help="e.g. 15m, 1h"
+    )
+    pa.add_argument("--json", action="store_true")
+    pa.set_defaults(func=cmd_pause)
+    re_ = sub.add_parser("resume", help="resume the running recorder")
+    re_.add_argument("--json", action="store_true")
+    re_.set_defaults(func=cmd_resume)
+    st = sub.add_parser("status", help="what the running recorder is doing")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
+
+    fo = sub.add_parser("forget", help="delete recorded data on this machine")
+    which = fo.add_mutually_exclusive_group(required=True)
+    which.add_argument("--last", type=parse_duration, metavar="DURATION", help="e.g. 10m")
+    which.add_argument("--session", type=int, metavar="ID")
+    which.add_argument("--all", action="store_true")
+    fo.add_argument("--json", action="store_true")
+    fo.set_defaults(func=cmd_forget)
 
     s = sub.add_parser("sessions", help="list recorded sessions")
     s.add_argument("--json", action="store_true")

@@ -26,6 +26,7 @@ def run_demo(
     speed: float = 1.0,
     console: Console | None = None,
 ) -> dict[str, Any]:
+    from demotrace.privacy.policy import demo_policy_path
     from demotrace.store.db import Store
     from demotrace.summary import session_summary
     from demotrace.testbench.desktop import VirtualDesktop
@@ -44,7 +45,12 @@ def run_demo(
     console.print(f"[bold]demotrace demo[/]: {len(chosen)} scenarios, data in {home}")
     with VirtualDesktop() as desk:
         console.print(f"virtual desktop {desk.display} ({desk.width}x{desk.height}) is up")
-        recorder = start_recorder(desk.display, home)
+        policy = demo_policy_path()
+        console.print(
+            f"the scripted worker consents to the demo policy ({policy}); read it with "
+            f"`demotrace consent --show --policy {policy}`"
+        )
+        recorder = start_recorder(desk.display, home, policy=policy)
         try:
             console.print(f"[bold red]●[/] recorder running (pid {recorder.pid})")
             progress = Progress(

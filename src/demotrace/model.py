@@ -13,9 +13,9 @@ from enum import IntEnum
 from typing import Any, NamedTuple
 
 #: Version of the local store's schema (see ``store/db.py`` for migrations).
-STORE_SCHEMA_VERSION = 1
+STORE_SCHEMA_VERSION = 2
 #: Version of the raw event model written into every session.
-EVENT_MODEL_VERSION = 1
+EVENT_MODEL_VERSION = 2
 
 
 class Kind(IntEnum):
@@ -32,9 +32,13 @@ class Kind(IntEnum):
     - POPUP: value = 1 map / 0 unmap, data = {window, type, geometry, app}
     - TARGET: x, y, data = {window, app, popup} (the window under the pointer at a press)
     - FRAME: data = {frame, for_seq, reason, t_grab_ns, t_verified_ns, age_ns, region}
-    - GAP: data = {reason, duration_ns}
+    - GAP: data = {reason, duration_ns}; reason is out_of_scope, paused, private, hours or secret.
+      Nothing of what happened in a gap is stored.
     - MARKER: data = {what, text}
     - SCREEN: x = width, y = height (at session start and on every change)
+    - TEXT: data = {text, mode, keys, t_end_ns}: a typed sequence (backspaces applied), redacted
+      (mode ``text``) or masked by character class (``masked``). The KEY rows of typing
+      characters carry no key code and no keysym name: this row is the only typed content.
     """
 
     MOVE = 1
@@ -50,6 +54,7 @@ class Kind(IntEnum):
     GAP = 11
     MARKER = 12
     SCREEN = 13
+    TEXT = 14
 
 
 KIND_NAMES = {k: k.name.lower() for k in Kind}

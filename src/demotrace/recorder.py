@@ -1,21 +1,35 @@
-"""The recorder: capture -> (privacy, later) -> store, with frames paired to action starts."""
+"""The recorder: capture -> privacy gate -> store, with frames paired to action starts."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
+import logging
 import os
 import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from demotrace import __version__
 from demotrace.capture.base import now_ns
 from demotrace.capture.screen import ScreenConfig
-from demotrace.errors import DemotraceError, StoreError
-from demotrace.model import EVENT_MODEL_VERSION, Kind, Row
+from demotrace.errors import ConsentError, DemotraceError, StoreError
+from demotrace.model import (
+    EVENT_MODEL_VERSION,
+    MOD_ALT,
+    MOD_CONTROL,
+    MOD_SHIFT,
+    MOD_SUPER,
+    Kind,
+    Row,
+)
+from demotrace.privacy.gate import Gate
+from demotrace.privacy.policy import Policy
+from demotrace.privacy.scope import Layout
 from demotrace.store.db import Store
 from demotrace.store.writer import FrameWrite, Writer
 
@@ -29,6 +43,10 @@ class RecorderConfig:
     wheel_gap: float = 0.5
     frames: bool = True
     screen: ScreenConfig = field(default_factory=ScreenConfig)
+    #: Show the recording indicator (badge or tray icon) and grab the pause hotkey.
+    indicator: bool = True
+    #: Ask AT-SPI which field has the focus (password fields), where it is available.
+    atspi: bool = True
 
 
 class ActionStarts:
@@ -83,24 +101,82 @@ class ActionStarts:
         return None
 
 
+log = logging.getLogger("demotrace")
+
+_TICK_S = 0.1
+_MODS = {"ctrl": MOD_CONTROL, "alt": MOD_ALT, "shift": MOD_SHIFT, "super": MOD_SUPER}
+
+
+def require_consent(store: Store, policy: Policy) -> None:
+    """Raise :class:`ConsentError` unless the latest consent accepts exactly this policy."""
+    last = store.consent()
+    if last is None or last["action"] != "accept":
+        raise ConsentError(
+            f"Recording needs your consent to the policy {policy.name!r} (version "
+            f"{policy.version}), and none is on record"
+            + (" since you withdrew it" if last is not None else "")
+            + ". Read what it captures with `demotrace consent --show`, then agree with "
+            "`demotrace consent --accept`. Nothing was recorded."
+        )
+    if last["policy_version"] != policy.version:
+        raise ConsentError(
+            f"The policy changed since you agreed to it (you accepted version "
+            f"{last['policy_version']}, the policy in force is {policy.version}). Read the new "
+            "notice with `demotrace consent --show` and agree with `demotrace consent --accept` "
+            "before recording again. Nothing was recorded."
+        )
+
+
+def hotkey_spec(hotkey: str | None) -> tuple[str, int] | None:
+    """("p", ctrl|alt mask) from "ctrl+alt+p": how the gate recognises the hotkey's key rows."""
+    if not hotkey:
+        return None
+    *mods, key = hotkey.lower().split("+")
+    mask = 0
+    for mod in mods:
+        mask |= _MODS.get(mod, 0)
+    return key, mask
+
+
 class Recorder:
-    """Records one session from an X display into a store until :meth:`stop`."""
+    """Records one session from an X display into a store until :meth:`stop`.
+
+    Every row passes the privacy :class:`~demotrace.privacy.gate.Gate` of ``policy`` before it
+    is stored, and frames are masked to the in-scope windows before they are compared or
+    encoded. :meth:`start` refuses (:class:`ConsentError`) without consent to this policy.
+    """
 
     def __init__(
-        self, store: Store, display: str | None = None, config: RecorderConfig | None = None
+        self,
+        store: Store,
+        policy: Policy,
+        display: str | None = None,
+        config: RecorderConfig | None = None,
+        home: Path | None = None,
     ):
         self.store = store
+        self.policy = policy
+        self.home = home
         self.display = display if display is not None else os.environ.get("DISPLAY")
         self.config = config or RecorderConfig()
         self.session: int | None = None
         self.failed = threading.Event()
+        self.stopped = threading.Event()
         self.error: DemotraceError | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._seq = 0
         self._starts = ActionStarts(self.config.burst_gap, self.config.wheel_gap)
         self._capture: Any = None
         self._ring: Any = None
         self._writer: Writer | None = None
+        self._indicator: Any = None
+        self._watcher: Any = None
+        self._control: Any = None
+        self._ticker: threading.Thread | None = None
+        self._gate: Gate | None = None
+        self._shown_state = ""
+        self._pause_until: int | None = None
+        self._screen = (0, 0)
         self.counts: dict[int, int] = {}
         self.warnings: list[str] = []
         self.started_ns = 0
@@ -109,9 +185,10 @@ class Recorder:
     def start(self) -> int:
         from demotrace.capture.x11 import X11Capture  # X code only when a display is wanted
 
+        require_consent(self.store, self.policy)
         self.store.acquire_writer()
         capture = X11Capture(self.display)
-        w, h = capture.screen_size
+        w, h = self._screen = capture.screen_size
         self.started_ns = now_ns()
         self.session = self.store.create_session(
             started_wall_ns=time.time_ns(),
@@ -123,18 +200,39 @@ class Recorder:
             screen_h=h,
             event_model=EVENT_MODEL_VERSION,
             recorder_version=__version__,
-            info=json.dumps({"pid": os.getpid(), "commit_interval": self.config.commit_interval}),
+            info=json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "commit_interval": self.config.commit_interval,
+                    "policy": self.policy.version,
+                    "policy_name": self.policy.name,
+                }
+            ),
         )
         self._writer = Writer(
             self.store, self.config.commit_interval, on_error=self._on_store_error
         )
         self._writer.start()
+        gate = Gate(
+            self.policy,
+            self._on_accepted,
+            self._next_seq,
+            hotkey=hotkey_spec(self.policy.hotkey) if self.config.indicator else None,
+        )
+        gate.on_typing = self._on_typing
+        self._gate = gate
+        self._gate.set_outside_hours(not self._within_hours(), self.started_ns)
+        if self.config.indicator:
+            self._start_indicator()
+        if self.config.atspi:
+            self._start_watcher()
         if self.config.frames:
             from demotrace.capture.screen import FrameRing
 
             ring = FrameRing(
                 self.display, self.session, self._frame_event, self._on_frame, self.config.screen
             )
+            ring.mask_pending = capture.layout_pending.is_set
             try:
                 ring.start()
                 self._ring = ring
@@ -143,17 +241,75 @@ class Recorder:
                     f"screen frames are off ({exc}); input and windows are still recorded"
                 )
         self._capture = capture
-        capture.start(self._on_rows)
+        capture.start(self._on_rows, self._on_layout)
+        if self.home is not None:
+            from demotrace.control import ControlServer
+
+            self._control = ControlServer(self.home, self.handle)
+            try:
+                self._control.start()
+            except (DemotraceError, OSError) as exc:
+                self.warnings.append(f"pause/resume/status commands are off: {exc}")
+                self._control = None
+        self._ticker = threading.Thread(target=self._tick_loop, name="privacy-tick", daemon=True)
+        self._ticker.start()
+        self._show_state()
         return self.session
+
+    def _start_indicator(self) -> None:
+        try:
+            from demotrace.privacy.indicator import Indicator
+
+            ind = Indicator(self.display, hotkey=self.policy.hotkey, on_hotkey=self.toggle_pause)
+            ind.start()
+        except Exception as exc:
+            self.warnings.append(f"the recording indicator could not be shown: {exc}")
+            return
+        self._indicator = ind
+        assert self._gate is not None
+        self._gate.set_own_windows(frozenset(ind.window_ids))
+        if ind.hotkey_error:
+            self.warnings.append(f"the pause hotkey is off: {ind.hotkey_error}")
+
+    def _start_watcher(self) -> None:
+        try:
+            from demotrace.privacy.atspi import FocusWatcher
+        except Exception:  # pragma: no cover - the module ships with the package
+            return
+        if FocusWatcher.available() is not None:
+            return  # no accessibility bus: the other secret signals still apply
+        try:
+            watcher = FocusWatcher(lambda info: None)
+            watcher.start()
+        except Exception as exc:
+            self.warnings.append(f"password-field detection through AT-SPI is off: {exc}")
+            return
+        self._watcher = watcher
+        assert self._gate is not None
+        self._gate.secret_field = watcher.secret_between
 
     def stop(self) -> dict[str, Any]:
         """Stop capture, store every frame already requested, commit, close. Safe to call twice."""
+        self.stopped.set()
+        if self._control is not None:
+            self._control.close()
+            self._control = None
         if self._capture is not None:
             self._capture.stop()
+        if self._ticker is not None:
+            self._ticker.join(timeout=2)
+        if self._gate is not None:
+            with self._lock:
+                self._gate.flush(now_ns())
         if self._ring is not None:
             self._ring.stop()
         if self._writer is not None:
             self._writer.close()
+        for part in (self._indicator, self._watcher):
+            if part is not None:
+                with contextlib.suppress(Exception):
+                    part.close()
+        self._indicator = self._watcher = None
         status = "failed" if self.error is not None else "stopped"
         if self.session is not None and self._capture is not None:
             # the disk may be full: the session then reads as interrupted
@@ -173,51 +329,204 @@ class Recorder:
             "session": self.session,
             "events": {Kind(k).name.lower(): n for k, n in sorted(self.counts.items())},
             "seconds": (now_ns() - self.started_ns) / 1e9 if self.started_ns else 0.0,
+            "policy": self.policy.version,
         }
+        if self._gate is not None:
+            out["privacy"] = dict(self._gate.stats)
         if self._ring is not None:
             out["screen"] = dict(self._ring.stats)
         if self._writer is not None:
             out["committed_events"] = self._writer.stats.events
         problems = []
-        for part in (self._capture, self._ring):
+        for part in (self._capture, self._ring, self._watcher):
             if part is not None and getattr(part, "error", None):
                 problems.append(part.error)
         if problems:
             out["problems"] = problems
         return out
 
+    # -- control: pause, resume, status, forget -----------------------------------------------
+    def pause(self, seconds: float | None = None) -> dict[str, Any]:
+        """Pause now (for ``seconds``, or until :meth:`resume`): nothing is captured."""
+        t = now_ns()
+        with self._lock:
+            assert self._gate is not None
+            self._gate.set_paused(True, t)
+            self._pause_until = t + int(seconds * 1e9) if seconds else None
+            if self._ring is not None:
+                self._ring.set_paused(True)
+        self._show_state()
+        return self.status()
+
+    def resume(self) -> dict[str, Any]:
+        t = now_ns()
+        with self._lock:
+            assert self._gate is not None
+            self._gate.set_paused(False, t)
+            self._pause_until = None
+            if self._ring is not None:
+                self._ring.set_paused(False)
+        self._show_state()
+        return self.status()
+
+    def toggle_pause(self) -> None:
+        if self._gate is not None and self._gate.paused:
+            self.resume()
+        else:
+            self.pause()
+
+    def status(self) -> dict[str, Any]:
+        gate = self._gate
+        left = None
+        if self._pause_until is not None:
+            left = max(0.0, (self._pause_until - now_ns()) / 1e9)
+        return {
+            "ok": True,
+            "state": gate.state() if gate is not None else "stopped",
+            "session": self.session,
+            "pid": os.getpid(),
+            "policy": self.policy.version,
+            "pause_left_s": left,
+            "seconds": (now_ns() - self.started_ns) / 1e9 if self.started_ns else 0.0,
+            "events": sum(self.counts.values()),
+        }
+
+    def forget(self, *, since_wall_ns: int | None = None, session: int | None = None) -> dict:
+        """Delete recent data (or a session) while recording: held rows, queued rows, frames."""
+        with self._lock:
+            if self._gate is not None:
+                self._gate.flush(now_ns())
+            if self._writer is not None:
+                self._writer.flush()
+            reader = Store(self.store.root)
+            try:
+                counts = reader.forget(since_wall_ns=since_wall_ns, session=session)
+            finally:
+                reader.close()
+            if self._ring is not None:
+                self._ring.forget()
+        return {"ok": True, **counts}
+
+    def handle(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Answer one control request (from the control socket)."""
+        cmd = request.get("cmd")
+        if cmd == "ping":
+            return {"ok": True}
+        if cmd == "status":
+            return self.status()
+        if cmd == "pause":
+            seconds = request.get("seconds")
+            return self.pause(float(seconds) if seconds else None)
+        if cmd == "resume":
+            return self.resume()
+        if cmd == "forget":
+            return self.forget(
+                since_wall_ns=request.get("since_wall_ns"), session=request.get("session")
+            )
+        if cmd == "stop":
+            self.failed.set()  # the record loop stops on this, as on Ctrl-C
+            return {"ok": True, "stopping": True}
+        return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    # -- timers ----------------------------------------------------------------------------
+    def _within_hours(self) -> bool:
+        return self.policy.within_hours(datetime.datetime.now().astimezone())
+
+    def _tick_loop(self) -> None:
+        last_hours = 0.0
+        while not self.stopped.wait(_TICK_S):
+            t = now_ns()
+            with self._lock:
+                gate = self._gate
+                if gate is None:
+                    return
+                gate.tick(t)
+                if self._pause_until is not None and t >= self._pause_until:
+                    self._pause_until = None
+                    gate.set_paused(False, t)
+                    if self._ring is not None:
+                        self._ring.set_paused(False)
+                if time.monotonic() - last_hours > 1.0:
+                    last_hours = time.monotonic()
+                    outside = not self._within_hours()
+                    if outside != gate.outside_hours:
+                        gate.set_outside_hours(outside, t)
+                        if self._ring is not None:
+                            self._ring.set_paused(outside or gate.paused)
+            self._show_state()
+
+    def _show_state(self) -> None:
+        gate, ind = self._gate, self._indicator
+        if gate is None:
+            return
+        state = gate.state()
+        detail = ""
+        if state == "paused" and self._pause_until is not None:
+            detail = f"{max(0, (self._pause_until - now_ns())) / 60e9:.0f} min left"
+        shown = f"{state}|{detail}"
+        if shown != self._shown_state:
+            self._shown_state = shown
+            if ind is not None:
+                with contextlib.suppress(Exception):
+                    ind.set_state(state, detail)
+
     # -- data paths ----------------------------------------------------------------------------
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
     def _on_rows(self, rows: list[Row]) -> None:
+        with self._lock:
+            assert self._gate is not None
+            self._gate.feed(rows)
+        if self._indicator is not None:
+            self._show_state()
+
+    def _on_layout(self, layout: Layout) -> None:
+        with self._lock:
+            gate = self._gate
+            assert gate is not None
+            gate.set_layout(layout)
+            if self._ring is not None:
+                w, h = layout.size if layout.size != (0, 0) else self._screen
+                self._ring.set_mask(gate.scope.mask(layout, w, h))
+
+    def _on_typing(self, t_ns: int, seq: int, mode: str, secret: bool) -> None:
+        """A typing sequence opened: its frame is the screen just before its first key."""
+        if self._ring is not None and mode != "keys" and not secret:
+            self._ring.request(t_ns, seq, "key")
+
+    def _on_accepted(self, items: list[tuple[int, Row]]) -> None:
+        """Rows the gate let through, with their sequence numbers (called under the lock)."""
         session = self.session
         starts = self._starts
         ring = self._ring
         counts = self.counts
         move = Kind.MOVE
-        with self._lock:
-            base = self._seq
-            self._seq = base + len(rows)
-            out = [(session, base + i, *row) for i, row in enumerate(rows, 1)]
-            others = 0
-            for i, row in enumerate(rows, 1):
-                kind = row[2]
-                if kind == move:
-                    continue
-                others += 1
-                counts[kind] = counts.get(kind, 0) + 1
-                reason = starts.feed(row)
-                if ring is not None and reason is not None:
-                    ring.request(row.t_ns, base + i, reason)
-            counts[move] = counts.get(move, 0) + len(rows) - others
-            assert self._writer is not None
-            self._writer.put_events(out)
+        out = [(session, seq, *row) for seq, row in items]
+        others = 0
+        for seq, row in items:
+            kind = row[2]
+            if kind == move:
+                continue
+            others += 1
+            counts[kind] = counts.get(kind, 0) + 1
+            reason = starts.feed(row)  # type: ignore[arg-type]
+            if reason == "key" and row[8] is None:
+                reason = None  # typing: its frame was requested when the sequence opened
+            if ring is not None and reason is not None:
+                ring.request(row[0], seq, reason)
+        counts[move] = counts.get(move, 0) + len(items) - others
+        assert self._writer is not None
+        self._writer.put_events(out)
 
     def _frame_event(self, t_ns: int, data: dict[str, Any]) -> tuple:
         with self._lock:
-            self._seq += 1
+            seq = self._next_seq()
             self.counts[Kind.FRAME] = self.counts.get(Kind.FRAME, 0) + 1
             return (
                 self.session,
-                self._seq,
+                seq,
                 t_ns,
                 None,
                 int(Kind.FRAME),

@@ -148,6 +148,13 @@ class FrameRing:
             "grab_s": 0.0,
         }
         self.error: str | None = None
+        # Privacy: pixels outside the mask are black before anything is compared or encoded.
+        # No grab happens before the first mask, nor while a new layout is pending or paused.
+        self._mask: np.ndarray | None = None
+        self._mask_new = False
+        self.mask_pending: Callable[[], bool] = lambda: False
+        self._paused = False
+        self._forget = False
 
     # -- public, thread-safe -------------------------------------------------------------------
     def start(self) -> None:
@@ -187,6 +194,29 @@ class FrameRing:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
+    def set_mask(self, mask: np.ndarray) -> None:
+        """Where frames may show pixels (True) from now on; the next grab covers the screen."""
+        if mask.shape != (self.height, self.width):
+            fixed = np.zeros((self.height, self.width), dtype=bool)
+            h, w = min(self.height, mask.shape[0]), min(self.width, mask.shape[1])
+            fixed[:h, :w] = mask[:h, :w]
+            mask = fixed
+        self._mask = mask
+        self._mask_new = True
+        self._wake()
+
+    def set_paused(self, paused: bool) -> None:
+        """While paused nothing is grabbed; resuming grabs the whole screen again."""
+        self._paused = paused
+        if not paused:
+            self._mask_new = True
+        self._wake()
+
+    def forget(self) -> None:
+        """Stored frames and tiles were deleted: store everything afresh from the next grab."""
+        self._forget = True
+        self._wake()
+
     def request(self, t_event: int, for_seq: int | None, reason: str) -> None:
         """Persist the last frame grabbed before ``t_event`` (answered on the screen thread)."""
         self._requests.append(Request(t_event, for_seq, reason))
@@ -220,25 +250,33 @@ class FrameRing:
         dirty: list[int] | None = None
         first_dirty = 0
         last_grab = 0
-        # The initial full grab: version 0. Repair first: damage that python-xlib read before we
-        # took the socket over would otherwise never be reported again.
-        t_repair = now_ns()
+        # Repair first: damage that python-xlib read before we took the socket over would
+        # otherwise never be reported again. The first grab (version 0) covers the whole screen
+        # as soon as a mask is known.
         self._sock.sendall(self._subtract)
-        self._grab(grabber, (0, 0, self.width, self.height), t_repair)
-        last_grab = now_ns()
         while not self._stop.is_set():
             now = now_ns()
             timeout = cfg.keyframe_s
-            if dirty is not None:
+            if self._forget:
+                self._forget = False
+                self._reset()
+            if self._mask_new and not self._paused:
+                if dirty is None:
+                    first_dirty = now
+                dirty = [0, 0, self.width, self.height]
+                self._mask_new = False
+            if self._mask is None or self._paused or self.mask_pending():
+                timeout = 0.01 if self.mask_pending() else cfg.keyframe_s
+            elif dirty is not None:
                 due = max(first_dirty + int(cfg.settle * 1e9), last_grab + self._interval_ns(dirty))
                 timeout = max(0.0, (due - now) / 1e9)
-            x_ready = True
-            if not self._requests:
-                readable, _, _ = select.select([xfd, self._wake_r], [], [], timeout)
-                x_ready = xfd in readable
-                if self._wake_r in readable:
-                    with contextlib.suppress(BlockingIOError, OSError):
-                        os.read(self._wake_r, 4096)
+            if self._requests:
+                timeout = 0.0  # answer them now; only read what is already there
+            readable, _, _ = select.select([xfd, self._wake_r], [], [], timeout)
+            x_ready = xfd in readable
+            if self._wake_r in readable:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    os.read(self._wake_r, 4096)
             if x_ready:
                 chunk = self._sock.recv(1 << 16)
                 if not chunk:
@@ -265,18 +303,32 @@ class FrameRing:
                 del pending[:usable]
             self._answer_requests()
             now = now_ns()
+            if self._mask is None or self._paused or self.mask_pending():
+                continue
             if dirty is not None:
                 due = max(first_dirty + int(cfg.settle * 1e9), last_grab + self._interval_ns(dirty))
                 if now >= due:
                     t_repair = now_ns()
                     self._sock.sendall(self._subtract)  # repair first: later damage re-reports
-                    self._grab(grabber, tuple(dirty), t_repair)
-                    dirty = None
+                    if self._grab(grabber, tuple(dirty), t_repair):
+                        dirty = None
                     last_grab = now_ns()
                     self._prune_damage(last_grab)
                     continue
             self._maybe_keyframe(now)
         self._answer_requests()
+
+    def _reset(self) -> None:
+        """Forget every version and what was stored; the next grab starts a new chain."""
+        self._requests.clear()
+        self.versions.clear()
+        self._pixels.clear()
+        self._pixel_bytes = 0
+        self._stored_tiles.clear()
+        self._stored_frames.clear()
+        self._last_persisted = None
+        self._last_keyframe_n = -1
+        self._mask_new = True
 
     def _interval_ns(self, box: list[int]) -> int:
         """Time to leave after the previous grab: longer for larger damaged regions."""
@@ -289,7 +341,12 @@ class FrameRing:
             self._damage_times = [t for t in self._damage_times if t >= keep_after]
             self._damage_horizon = keep_after
 
-    def _grab(self, grabber: object, box: tuple, t_repair: int) -> None:
+    def _grab(self, grabber: object, box: tuple, t_repair: int) -> bool:
+        """Grab ``box``, black out what the mask hides, record a version if tiles changed.
+
+        Returns False (nothing recorded) when the window layout changed during the grab: the
+        mask may not fit these pixels, so the caller grabs again once the layout is known.
+        """
         tile = self.cfg.tile
         x0 = max(0, min(self.width, box[0])) // tile * tile
         y0 = max(0, min(self.height, box[1])) // tile * tile
@@ -342,6 +399,7 @@ class FrameRing:
             # Damage was reported, but the pixels are the same: the version is confirmed as of
             # this grab, and only damage after this repair can have changed it.
             current.t_repair = t_repair
+        return True
 
     def _keep_pixels(self, thash: bytes, pixels: np.ndarray) -> None:
         if thash in self._stored_tiles or thash in self._pixels:
@@ -366,7 +424,7 @@ class FrameRing:
             self._persist(version, req)
 
     def _maybe_keyframe(self, now: int) -> None:
-        if not self.versions:
+        if not self.versions or self._paused:
             return
         current = self.versions[-1]
         if current.n == self._last_keyframe_n or current.fhash is not None:

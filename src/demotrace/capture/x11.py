@@ -19,6 +19,7 @@ import json
 import struct
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from Xlib import XK, X, Xatom
@@ -30,7 +31,11 @@ from Xlib.protocol import event as xevent
 from demotrace.capture.base import ServerClock, Sink, now_ns
 from demotrace.errors import NoDisplayError
 from demotrace.model import WHEEL_BUTTONS, Kind, Row
+from demotrace.privacy.scope import Layout, TopWindow
 
+_LAYOUT_EVENTS = frozenset(
+    {X.MapNotify, X.UnmapNotify, X.ConfigureNotify, X.DestroyNotify, X.ReparentNotify}
+)
 # type, detail, sequence, time, root, event, child, root_x, root_y, event_x, event_y, state, same
 _DEVICE_EVENT = struct.Struct("=BBHIIIIhhhhHBx")
 _RECORD_ENABLE = 5  # RecordEnableContext minor opcode
@@ -124,10 +129,19 @@ class X11Capture:
         self._popups: dict[int, dict[str, Any]] = {}
         self.active: dict[str, Any] = {}
         self.errors: list[str] = []
+        # The stacking layout of top-level windows, recomputed after layout events.
+        self.on_layout: Callable[[Layout], None] | None = None
+        self.layout_pending = threading.Event()
+        self._layout_version = 0
+        self._clients: dict[int, tuple[int, str, str, int | None]] = {}  # frame -> client info
+        self._titles: dict[int, str] = {}
+        self._watched: set[int] = set()
 
     # -- lifecycle --------------------------------------------------------------------------
-    def start(self, sink: Sink) -> None:
+    def start(self, sink: Sink, on_layout: Callable[[Layout], None] | None = None) -> None:
+        """Start both threads. ``on_layout`` gets the window layout now and after every change."""
         self._sink = sink
+        self.on_layout = on_layout
         self._ctx = self._rec.record_create_context(
             0,
             [record.AllClients],
@@ -154,6 +168,7 @@ class X11Capture:
         w, h = self.screen_size
         rows = [Row(t, None, Kind.SCREEN, w, h)]
         self._check_active(rows, t)
+        self._publish_layout()
         sink(rows)
         for target, name in ((self._record_loop, "x11-record"), (self._window_loop, "x11-win")):
             thread = threading.Thread(target=target, name=name, daemon=True)
@@ -354,14 +369,22 @@ class X11Capture:
             try:
                 rows = self._on_window_event(ev, active_atom, title_atoms)
             except xerror.XError:
-                continue  # the window went away while we looked at it
+                rows = []  # the window went away while we looked at it
             if rows and self._sink is not None:
                 self._sink(rows)
+            if self.layout_pending.is_set() and not disp.pending_events():
+                self._publish_layout()
 
     def _on_window_event(self, ev: Any, active_atom: int, title_atoms: set[int]) -> list[Row]:
         rows: list[Row] = []
         t = now_ns()
         etype = ev.type
+        if etype in _LAYOUT_EVENTS:
+            self.layout_pending.set()  # frames wait for the new layout before the next grab
+        if etype == X.PropertyNotify and ev.atom in title_atoms:
+            self._titles.pop(ev.window.id, None)
+            if ev.window.id in self._watched:
+                self.layout_pending.set()
         if etype == X.PropertyNotify:
             if ev.atom == active_atom:
                 self._check_active(rows, t)
@@ -388,6 +411,9 @@ class X11Capture:
                 rows.append(Row(t, None, Kind.POPUP, value=0, data=_compact(popup)))
         elif etype == X.DestroyNotify:
             self._class_cache.pop(ev.window.id, None)
+            self._clients.pop(ev.window.id, None)
+            self._titles.pop(ev.window.id, None)
+            self._watched.discard(ev.window.id)
         elif etype == X.MappingNotify:
             self._win.refresh_keyboard_mapping(ev)
             self.keymap.refresh()
@@ -416,6 +442,7 @@ class X11Capture:
             "type": wtype,
             "geometry": geo,
             "app": self.active.get("app", ""),
+            "opener": self.active.get("window", 0),
             "own_class": self._class_of(window),
         }
 
@@ -459,3 +486,97 @@ class X11Capture:
                 pass
         self.active = info
         rows.append(Row(t, None, Kind.FOCUS, data=_compact(info)))
+
+    # -- layout ---------------------------------------------------------------------------------
+    def _publish_layout(self) -> None:
+        self.layout_pending.clear()
+        try:
+            layout = self._compute_layout()
+        except xerror.XError:
+            self.layout_pending.set()  # a window vanished mid-way: try again after the next event
+            return
+        if self.on_layout is not None:
+            self.on_layout(layout)
+
+    def _compute_layout(self) -> Layout:
+        """Every viewable root child, bottom to top, with its client's identity and title."""
+        disp = self._win
+        root = disp.screen().root
+        wm_state = self._atom(disp, "WM_STATE")
+        windows: list[TopWindow] = []
+        for child in root.query_tree().children:
+            try:
+                attrs = child.get_attributes()
+                if attrs.map_state != X.IsViewable or attrs.win_class == X.InputOnly:
+                    continue
+                geo = child.get_geometry()
+            except xerror.XError:
+                continue
+            b2 = 2 * geo.border_width
+            rect = (geo.x, geo.y, geo.x + geo.width + b2, geo.y + geo.height + b2)
+            if attrs.override_redirect:
+                popup = self._popups.get(child.id) or {}
+                windows.append(
+                    TopWindow(
+                        child.id,
+                        0,
+                        popup.get("own_class") or self._class_of(child),
+                        "",
+                        "",
+                        rect,
+                        popup=True,
+                        opener=int(popup.get("opener") or 0),
+                    )
+                )
+                continue
+            info = self._clients.get(child.id)
+            if info is None:
+                info = self._client_info(child, wm_state)
+                self._clients[child.id] = info
+            client, app, instance, pid = info
+            title = ""
+            if client:
+                title = self._titles.get(client)
+                if title is None:
+                    window = disp.create_resource_object("window", client)
+                    title = self._titles[client] = self._title(window)
+                    if client not in self._watched and client != self.active.get("window"):
+                        window.change_attributes(event_mask=X.PropertyChangeMask)
+                    self._watched.add(client)
+            windows.append(
+                TopWindow(child.id, client, app, instance, title, rect, process=_comm(pid))
+            )
+        self._layout_version += 1
+        return Layout(self._layout_version, tuple(windows), self.screen_size)
+
+    def _client_info(self, frame: Any, wm_state: int) -> tuple[int, str, str, int | None]:
+        """The client inside a WM frame (or the window itself): id, class, instance, pid."""
+        client = None
+        if frame.get_property(wm_state, X.AnyPropertyType, 0, 0) is not None:
+            client = frame
+        else:
+            for child in frame.query_tree().children:
+                if child.get_property(wm_state, X.AnyPropertyType, 0, 0) is not None:
+                    client = child
+                    break
+        if client is None:
+            return (0, "", "", None)
+        wm_class = client.get_wm_class()
+        pid_prop = client.get_full_property(self._atom(self._win, "_NET_WM_PID"), Xatom.CARDINAL)
+        pid = int(pid_prop.value[0]) if pid_prop is not None and len(pid_prop.value) else None
+        return (
+            client.id,
+            wm_class[1] if wm_class else "",
+            wm_class[0] if wm_class else "",
+            pid,
+        )
+
+
+def _comm(pid: int | None) -> str | None:
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as fh:
+            return fh.read().strip() or None
+    except OSError:
+        return None

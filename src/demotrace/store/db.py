@@ -82,9 +82,36 @@ def _m1_initial(db: sqlite3.Connection) -> None:
     )
 
 
+def _m2_consent(db: sqlite3.Connection) -> None:
+    db.executescript(
+        """
+        CREATE TABLE consent (
+            id INTEGER PRIMARY KEY,
+            t_wall_ns INTEGER NOT NULL,
+            action TEXT NOT NULL,            -- accept | withdraw
+            policy_version TEXT NOT NULL,    -- revision-digest: what the worker agreed to
+            policy_name TEXT,
+            policy_source TEXT,
+            user TEXT,
+            host TEXT
+        );
+        CREATE TABLE deletions (
+            id INTEGER PRIMARY KEY,
+            t_wall_ns INTEGER NOT NULL,
+            what TEXT NOT NULL,              -- JSON: {"session": id} or {"since_wall_ns": t}
+            reason TEXT NOT NULL,            -- forget | retention | withdraw
+            events INTEGER NOT NULL,
+            frames INTEGER NOT NULL,
+            tiles INTEGER NOT NULL
+        );
+        """
+    )
+
+
 #: Named migrations, applied in order, each in its own transaction. Never edit one that shipped.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("initial", _m1_initial),
+    ("consent and deletions", _m2_consent),
 ]
 assert len(MIGRATIONS) == STORE_SCHEMA_VERSION
 
@@ -123,6 +150,8 @@ class Store:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
             self.db.execute("PRAGMA foreign_keys=ON")
+            # Deleted content is overwritten with zeros, so forgotten data leaves no bytes.
+            self.db.execute("PRAGMA secure_delete=ON")
             self._migrate()
         except (sqlite3.Error, OSError) as exc:
             raise _friendly(exc, self.root, "open") from None
@@ -254,3 +283,131 @@ class Store:
             (session,),
         ).fetchone()
         return row[0] * 24 + row[1]
+
+    # -- consent -------------------------------------------------------------------------------
+    def record_consent(self, action: str, policy_version: str, **fields: Any) -> None:
+        """Store a consent event (``accept`` or ``withdraw``) for one policy version."""
+        import getpass
+        import socket
+        import time
+
+        try:
+            with self.db:
+                self.db.execute(
+                    "INSERT INTO consent (t_wall_ns, action, policy_version, policy_name, "
+                    "policy_source, user, host) VALUES (?,?,?,?,?,?,?)",
+                    (
+                        time.time_ns(),
+                        action,
+                        policy_version,
+                        fields.get("policy_name"),
+                        fields.get("policy_source"),
+                        getpass.getuser(),
+                        socket.gethostname(),
+                    ),
+                )
+        except sqlite3.Error as exc:
+            raise _friendly(exc, self.root, "write to") from None
+
+    def consent(self) -> dict[str, Any] | None:
+        """The latest consent event, or None when the worker never answered."""
+        cur = self.db.execute("SELECT * FROM consent ORDER BY id DESC LIMIT 1")
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return dict(zip([d[0] for d in cur.description], row, strict=True))
+
+    def consent_history(self) -> list[dict[str, Any]]:
+        cur = self.db.execute("SELECT * FROM consent ORDER BY id")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur]
+
+    # -- deletion ------------------------------------------------------------------------------
+    def forget(
+        self,
+        *,
+        session: int | None = None,
+        since_wall_ns: int | None = None,
+        reason: str = "forget",
+    ) -> dict[str, int]:
+        """Delete a whole session, or everything captured at or after a wall-clock time.
+
+        Frames and tiles that nothing else refers to go too (frames and tiles are shared between
+        sessions when identical). ``secure_delete`` zeroes the freed pages and the WAL is
+        checkpointed and truncated, so the deleted bytes are gone from the files.
+        """
+        from demotrace.store.frames import unpack
+
+        counts = {"events": 0, "frames": 0, "tiles": 0, "sessions": 0}
+        db = self.db
+        try:
+            with db:
+                if session is not None:
+                    counts["events"] = db.execute(
+                        "DELETE FROM events WHERE session = ?", (session,)
+                    ).rowcount
+                    counts["sessions"] = db.execute(
+                        "DELETE FROM sessions WHERE id = ?", (session,)
+                    ).rowcount
+                elif since_wall_ns is not None:
+                    for sid, wall0, mono0 in db.execute(
+                        "SELECT id, started_wall_ns, started_mono_ns FROM sessions"
+                    ).fetchall():
+                        cutoff = mono0 + (since_wall_ns - wall0)
+                        counts["events"] += db.execute(
+                            "DELETE FROM events WHERE session = ? AND t_ns >= ?", (sid, cutoff)
+                        ).rowcount
+                # Frames still referred to: by a remaining FRAME event, or as a delta's parent.
+                keep: set[bytes] = set()
+                for (data,) in db.execute(
+                    "SELECT data FROM events WHERE kind = ?", (int(Kind.FRAME),)
+                ):
+                    with contextlib.suppress(ValueError, TypeError, KeyError):
+                        keep.add(bytes.fromhex(json.loads(data)["frame"]))
+                parents = dict(db.execute("SELECT hash, parent FROM frames").fetchall())
+                todo = list(keep)
+                while todo:
+                    parent = parents.get(todo.pop())
+                    if parent is not None and parent not in keep:
+                        keep.add(parent)
+                        todo.append(parent)
+                gone = [h for h in parents if h not in keep]
+                for h in gone:
+                    db.execute("DELETE FROM frames WHERE hash = ?", (h,))
+                counts["frames"] = len(gone)
+                used: set[bytes] = set()
+                for (grid,) in db.execute("SELECT grid FROM frames"):
+                    _kind, items = unpack(grid)
+                    for item in items:
+                        used.add(item[1] if isinstance(item, tuple) else item)
+                tiles = [h for (h,) in db.execute("SELECT hash FROM tiles") if h not in used]
+                for h in tiles:
+                    db.execute("DELETE FROM tiles WHERE hash = ?", (h,))
+                counts["tiles"] = len(tiles)
+                what = {"session": session} if session is not None else {"since": since_wall_ns}
+                import time
+
+                db.execute(
+                    "INSERT INTO deletions (t_wall_ns, what, reason, events, frames, tiles) "
+                    "VALUES (?,?,?,?,?,?)",
+                    (
+                        time.time_ns(),
+                        json.dumps(what),
+                        reason,
+                        counts["events"],
+                        counts["frames"],
+                        counts["tiles"],
+                    ),
+                )
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            raise _friendly(exc, self.root, "delete from") from None
+        return counts
+
+    def size_bytes(self) -> int:
+        """Bytes the store's files take on disk (database, WAL)."""
+        total = 0
+        for path in self.root.glob(DB_NAME + "*"):
+            with contextlib.suppress(OSError):
+                total += path.stat().st_size
+        return total

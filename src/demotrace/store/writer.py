@@ -62,6 +62,7 @@ class Writer:
         self.error: StoreError | None = None
         self._on_error = on_error
         self._stop = threading.Event()
+        self._flush_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="store-writer", daemon=True)
         self._db = sqlite3.connect(store.path, timeout=30, check_same_thread=False)
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -93,7 +94,11 @@ class Writer:
         self.flush()
 
     def flush(self) -> bool:
-        """Write and commit what is queued now. False once writing has failed."""
+        """Write and commit what is queued now (from any thread). False once writing failed."""
+        with self._flush_lock:
+            return self._flush()
+
+    def _flush(self) -> bool:
         if self.error is not None:
             return False
         n = len(self.queue)

@@ -14,13 +14,44 @@ from demotrace.errors import DemotraceError
 from demotrace.paths import store_dir
 
 
+def accept_policy(home: Path, policy: Path | None = None) -> Path:
+    """Record the scripted worker's consent to ``policy`` (default: the demo policy) in ``home``.
+
+    Only for the virtual desktop of the demo, tests and benchmarks, where the "worker" is a
+    script; a person gives consent with ``demotrace consent --accept``.
+    """
+    from demotrace.privacy.consent import accept
+    from demotrace.privacy.policy import demo_policy_path, load_policy
+    from demotrace.store.db import Store
+
+    path = policy or demo_policy_path()
+    with Store(store_dir(home)) as store:
+        accept(store, load_policy(path))
+    return path
+
+
 def start_recorder(
-    display: str, home: Path, *extra: str, stderr: int = subprocess.PIPE
+    display: str,
+    home: Path,
+    *extra: str,
+    stderr: int = subprocess.PIPE,
+    policy: Path | None = None,
+    consent: bool = True,
 ) -> subprocess.Popen:
-    """Start ``demotrace record`` on ``display`` into ``home`` and wait until it records."""
+    """Start ``demotrace record`` on ``display`` into ``home`` and wait until it records.
+
+    ``policy`` defaults to the packaged demo policy; with ``consent`` the scripted worker
+    accepts it first.
+    """
+    from demotrace.privacy.policy import demo_policy_path
+
+    policy = policy or demo_policy_path()
+    if consent:
+        accept_policy(home, policy)
     env = dict(os.environ, DISPLAY=display, DEMOTRACE_HOME=str(home))
+    argv = ["record", "--display", display, "--policy", str(policy), *extra]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "demotrace", "record", "--display", display, *extra],
+        [sys.executable, "-m", "demotrace", *argv],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=stderr,

@@ -1,0 +1,485 @@
+"""The privacy gate: every captured row passes here before anything is stored.
+
+It enforces, in this order:
+
+1. **Pause and working hours.** While paused (the hotkey, ``demotrace pause``) or outside the
+   policy's hours nothing passes; one ``gap`` row records the reason and the duration.
+2. **Scope.** While the active window is out of scope, or the pointer is over an out-of-scope
+   window, its events are dropped and a ``gap`` of reason ``out_of_scope`` is recorded instead.
+   Focus, title and popup rows of out-of-scope windows are dropped too; titles that pass are
+   redacted.
+3. **Typing.** Key presses that type characters are gathered into a *sequence* (closed by a
+   click, scroll, window switch, a non-typing key such as Enter, Tab, an arrow or a shortcut, or
+   a pause in typing). While a sequence is open the whole stream is held back in memory, so the
+   decision about it is made on the whole sequence, after backspaces are applied:
+
+   - in a secret field (secure prompt window, AT-SPI password field, browser password input,
+     terminal password prompt) every key row of the sequence is dropped and a ``gap`` of
+     reason ``secret`` takes its place;
+   - mode ``text``: one ``text`` row carries the typed text through the redactor (cards, IBANs,
+     keys, e-mail addresses ... become ``<CARD>`` ...); ``masked``: the text with every character
+     replaced by its class; ``keys``: no text at all and the typing keys are dropped.
+
+   The key rows of typing characters never carry their key code or keysym name in any mode: the
+   text row is the only place typed content can appear, and only in its redacted or masked form.
+   Shortcuts, navigation keys and modifiers keep their names.
+
+Sequence numbers are assigned here, in stream order, when a row is accepted; a held row keeps its
+number, and the ``text`` or ``gap`` row of a sequence takes a number reserved when it opened, so
+the store reads back in time order. Dropped rows leave holes; holes carry no meaning.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from demotrace.model import MOD_ALT, MOD_CONTROL, MOD_SUPER, Kind, Row
+from demotrace.privacy.keys import BACKSPACE, keysym_char
+from demotrace.privacy.redact import mask_text, redact
+from demotrace.privacy.scope import Layout, ScopeResolver
+
+if TYPE_CHECKING:
+    from demotrace.privacy.policy import Policy, Rule
+
+#: A typing sequence closes after this long without a key event.
+SEQUENCE_IDLE_NS = 2_000_000_000
+#: ... or when this many rows are held back (a storm of typing).
+MAX_HELD = 50_000
+#: Window classes of terminal emulators (matched lower-case).
+TERMINALS = frozenset(
+    {
+        "xterm", "uxterm", "urxvt", "rxvt", "gnome-terminal", "gnome-terminal-server",
+        "konsole", "alacritty", "kitty", "terminator", "xfce4-terminal", "tilix", "st-256color",
+        "st", "lxterminal", "mate-terminal", "qterminal", "wezterm", "foot", "terminology",
+    }
+)  # fmt: skip
+#: A line typed into a terminal after which the next line(s) are a password prompt's answer.
+_PROMPTING = re.compile(
+    r"^\s*(?:\S+=\S*\s+)*(?:sudo|su|doas|ssh|scp|sftp|passwd|gpg|gpg2|kinit|mysql|psql|"
+    r"docker\s+login|podman\s+login|git\s+(?:push|pull|clone|fetch)|ssh-add|ssh-keygen|"
+    r"openssl|vault\s+login|htpasswd|smbclient|ftp|luksOpen|cryptsetup)\b"
+)
+_MENTIONS_SECRET = re.compile(r"pass(?:word|wd|phrase)|\bpin\b|secret|token", re.I)
+_NO_TYPING_MODS = MOD_CONTROL | MOD_ALT | MOD_SUPER
+_COMPACT = {"separators": (",", ":"), "ensure_ascii": False}
+
+Emit = Callable[[list[tuple[int, Row]]], None]
+
+
+@dataclass
+class _Sequence:
+    t0: int
+    seq: int  # reserved for its text or gap row
+    window: int
+    mode: str
+    secret: bool
+    terminal: bool
+    t_last: int = 0
+    tokens: list[str] = field(default_factory=list)
+    chars: int = 0
+
+
+@dataclass
+class _Gap:
+    reason: str
+    t0: int
+    seq: int
+    t_last: int
+
+
+class Gate:
+    """Applies one policy to the captured stream. Not thread-safe: the recorder serialises calls."""
+
+    def __init__(
+        self,
+        policy: Policy,
+        emit: Emit,
+        next_seq: Callable[[], int],
+        *,
+        own_windows: frozenset[int] = frozenset(),
+        hotkey: tuple[str, int] | None = None,
+        secret_field: Callable[[int, int], bool] | None = None,
+    ) -> None:
+        self.policy = policy
+        self.scope = ScopeResolver(policy, own_windows)
+        self._emit = emit
+        self._next_seq = next_seq
+        self.hotkey = hotkey  # (keysym name lower-case, modifier mask) of the pause hotkey
+        self.secret_field = secret_field  # (t0, t1) -> a password field had focus in between
+        #: Called as (t_ns, seq of the first key row, mode, known secret) when typing starts.
+        self.on_typing: Callable[[int, int, str, bool], None] | None = None
+        self.layout = Layout(0)
+        self.paused = False
+        self.pause_reason = "paused"
+        self.outside_hours = False
+        self.active: dict[str, Any] = {}
+        self.active_rule: Rule | None = None
+        self.active_secret = False
+        self.active_terminal = False
+        self._active_known = False
+        self._gap: _Gap | None = None
+        self._seq: _Sequence | None = None
+        self._held: list[tuple[int, Row]] = []
+        self._char_down: set[int] = set()  # key codes pressed as typing characters
+        self._popups_kept: set[int] = set()
+        self._term_line: dict[int, list[str]] = {}
+        self._term_secret_lines: dict[int, int] = {}
+        self.stats = {"dropped": 0, "gaps": 0, "secret_sequences": 0, "redacted": 0}
+
+    # -- state changes (from the recorder: pause, hours, layout, own windows) --------------------
+    def set_layout(self, layout: Layout) -> None:
+        self.layout = layout
+
+    def set_own_windows(self, windows: frozenset[int]) -> None:
+        self.scope.own_windows = windows
+
+    def set_paused(self, paused: bool, t: int, reason: str = "paused") -> None:
+        if paused and not self.paused:
+            self._close_sequence(t)
+        self.paused = paused
+        self.pause_reason = reason
+        if not paused and self._gap is not None and self._gap.reason in ("paused", "private"):
+            self._close_gap(t)
+
+    def set_outside_hours(self, outside: bool, t: int) -> None:
+        if outside and not self.outside_hours:
+            self._close_sequence(t)
+        self.outside_hours = outside
+        if not outside and self._gap is not None and self._gap.reason == "hours":
+            self._close_gap(t)
+
+    def state(self) -> str:
+        """What the indicator should show: recording, paused, out_of_scope or secret."""
+        if self.paused:
+            return "paused"
+        if self.outside_hours or (self._active_known and self.active_rule is None):
+            return "out_of_scope"
+        if self.active_secret:
+            return "secret"
+        return "recording"
+
+    # -- the stream --------------------------------------------------------------------------
+    def feed(self, rows: list[Row]) -> None:
+        out: list[tuple[int, Row]] = []
+        for row in rows:
+            kind = row[2]
+            if kind == Kind.MOVE:
+                self._pointer(row, out, closes=False)
+            elif kind == Kind.KEY:
+                self._key(row, out)
+            elif kind in (Kind.BUTTON, Kind.WHEEL):
+                self._pointer(row, out, closes=kind == Kind.WHEEL or bool(row.value))
+            elif kind == Kind.TARGET:
+                self._pointer(row, out, closes=False)
+            elif kind == Kind.FOCUS:
+                self._focus(row, out)
+            elif kind == Kind.TITLE:
+                self._title(row, out)
+            elif kind == Kind.POPUP:
+                self._popup(row, out)
+            else:  # SCREEN and anything harmless
+                self._accept(row, out)
+        if out:
+            self._emit(out)
+
+    def tick(self, now: int) -> None:
+        """Close a typing sequence that has gone idle (called a few times a second)."""
+        seq = self._seq
+        if seq is not None and now - seq.t_last > SEQUENCE_IDLE_NS:
+            out: list[tuple[int, Row]] = []
+            self._close_sequence(now, out)
+            if out:
+                self._emit(out)
+
+    def flush(self, now: int) -> None:
+        """Close everything open (at stop): the sequence, then the gap."""
+        out: list[tuple[int, Row]] = []
+        self._close_sequence(now, out)
+        if self._gap is not None:
+            self._close_gap(now, out)
+        if out:
+            self._emit(out)
+
+    # -- decisions ---------------------------------------------------------------------------
+    def _blocked(self) -> str | None:
+        if self.paused:
+            return self.pause_reason
+        if self.outside_hours:
+            return "hours"
+        if self._active_known and self.active_rule is None:
+            return "out_of_scope"
+        return None
+
+    def _accept(self, row: Row, out: list[tuple[int, Row]], held: bool | None = None) -> None:
+        if self._gap is not None:
+            self._close_gap(row[0], out)
+        seq = self._next_seq()
+        if held if held is not None else self._seq is not None:
+            self._held.append((seq, row))
+            if len(self._held) > MAX_HELD:
+                self._close_sequence(row[0], out)
+        else:
+            out.append((seq, row))
+
+    def _drop(self, row: Row, reason: str, out: list[tuple[int, Row]]) -> None:
+        self.stats["dropped"] += 1
+        t = row[0]
+        gap = self._gap
+        if gap is not None and gap.reason == reason:
+            gap.t_last = max(gap.t_last, t)
+            return
+        self._close_sequence(t, out)
+        if gap is not None:
+            self._close_gap(t, out)
+        self._gap = _Gap(reason, t, self._next_seq(), t)
+
+    def _close_gap(self, t: int, out: list[tuple[int, Row]] | None = None) -> None:
+        gap, self._gap = self._gap, None
+        if gap is None:
+            return
+        self.stats["gaps"] += 1
+        data = {"reason": gap.reason, "duration_ns": max(0, t - gap.t0)}
+        row = Row(gap.t0, None, Kind.GAP, data=json.dumps(data, **_COMPACT))
+        if out is None:
+            self._emit([(gap.seq, row)])
+        else:
+            out.append((gap.seq, row))
+
+    def _pointer(self, row: Row, out: list[tuple[int, Row]], closes: bool) -> None:
+        reason = self._blocked()
+        if reason is None:
+            w = self.scope.at(self.layout, row[3], row[4])  # type: ignore[arg-type]
+            own = self.scope.own_windows
+            if (
+                w is not None
+                and self.scope.window_rule(self.layout, w) is None
+                and not (w.frame in own or w.client in own)
+            ):
+                reason = "out_of_scope"
+        if reason is not None:
+            self._drop(row, reason, out)
+            return
+        if closes:
+            self._close_sequence(row[0], out)
+        self._accept(row, out)
+
+    # -- windows -------------------------------------------------------------------------------
+    def _focus(self, row: Row, out: list[tuple[int, Row]]) -> None:
+        info = json.loads(row.data or "{}")
+        self._close_sequence(row[0], out)
+        if not info.get("window"):
+            # No active window (between two): the scope stays as it was.
+            if self._blocked() is None:
+                self._accept(row, out)
+            return
+        self.active = info
+        self._active_known = True
+        self._judge_active()
+        reason = self._blocked()
+        if reason is not None:
+            self._drop(row, reason, out)
+            return
+        info["title"] = redact(info.get("title") or "")
+        self._accept(row._replace(data=json.dumps(info, **_COMPACT)), out)
+
+    def _judge_active(self) -> None:
+        info = self.active
+        app, instance = info.get("app") or "", info.get("instance") or ""
+        title = info.get("title") or ""
+        process = _process_name(info.get("pid"))
+        self.active_rule = self.scope.rule(app, instance, title, process)
+        self.active_secret = self.scope.is_secret(app, instance, title)
+        self.active_terminal = app.lower() in TERMINALS or instance.lower() in TERMINALS
+
+    def _title(self, row: Row, out: list[tuple[int, Row]]) -> None:
+        info = json.loads(row.data or "{}")
+        if info.get("window") == self.active.get("window"):
+            self.active["title"] = info.get("title") or ""
+            self._judge_active()
+        reason = self._blocked()
+        if reason is not None:
+            self._drop(row, reason, out)
+            return
+        info["title"] = redact(info.get("title") or "")
+        self._accept(row._replace(data=json.dumps(info, **_COMPACT)), out)
+
+    def _popup(self, row: Row, out: list[tuple[int, Row]]) -> None:
+        info = json.loads(row.data or "{}")
+        wid = info.get("window")
+        if row.value:  # mapped: it belongs to the active window's app
+            reason = self._blocked()
+            if reason is not None:
+                self._drop(row, reason, out)
+                return
+            self._popups_kept.add(wid)
+            self._accept(row, out)
+        elif wid in self._popups_kept:
+            self._popups_kept.discard(wid)
+            self._accept(row, out)
+
+    # -- keys ----------------------------------------------------------------------------------
+    def _key(self, row: Row, out: list[tuple[int, Row]]) -> None:
+        t, code, state, press, name = row[0], row.code, row.state or 0, row.value, row.name
+        hotkey = self.hotkey
+        if hotkey and name and name.lower() == hotkey[0] and state & hotkey[1] == hotkey[1]:
+            return  # the pause hotkey itself is never recorded
+        reason = self._blocked()
+        if reason is None and self.active_secret:
+            reason = "secret"
+        if reason is not None:
+            self._char_down.discard(code or 0)
+            self._drop(row, reason, out)
+            return
+        mode = self.active_rule.keystrokes if self.active_rule is not None else "text"
+        char = keysym_char(name) if not state & _NO_TYPING_MODS else None
+        if press:
+            if char is not None or (name == BACKSPACE and self._seq is not None):
+                seq = self._seq
+                opened = seq is None or seq.window != self.active.get("window")
+                if opened:
+                    self._close_sequence(t, out)
+                    seq = self._open_sequence(t, mode)
+                assert seq is not None
+                seq.t_last = t
+                seq.tokens.append(char if char is not None else BACKSPACE)
+                if char is not None:
+                    seq.chars += 1
+                    self._char_down.add(code or 0)
+                self._accept(row, out, held=True)
+                if opened and self.on_typing is not None and self._held:
+                    self.on_typing(t, self._held[-1][0], seq.mode, seq.secret)
+                return
+            if keysym_char(name) is None and not _is_modifier(name):
+                # Enter, Tab, arrows, shortcuts: the sequence ends before this key.
+                self._close_sequence(t, out)
+                if name in ("Return", "KP_Enter") and self.active_terminal:
+                    self._end_terminal_line()
+            elif keysym_char(name) is not None:  # a shortcut such as ctrl+c
+                self._close_sequence(t, out)
+            if self._seq is not None:
+                self._seq.t_last = t
+            self._accept(row, out)
+            return
+        # release
+        if code in self._char_down:
+            self._char_down.discard(code)  # type: ignore[arg-type]
+            if self._seq is not None:
+                self._seq.t_last = t
+                self._accept(row, out, held=True)
+            elif mode != "keys":
+                self._accept(_strip(row), out)
+            return
+        if self._seq is not None:
+            self._seq.t_last = t
+        self._accept(row, out)
+
+    def _open_sequence(self, t: int, mode: str) -> _Sequence:
+        window = self.active.get("window") or 0
+        secret = False
+        if self.active_terminal and self._term_secret_lines.get(window, 0) > 0:
+            secret = True
+        seq = _Sequence(t, self._next_seq(), window, mode, secret, self.active_terminal, t)
+        self._seq = seq
+        return seq
+
+    def _close_sequence(self, t: int, out: list[tuple[int, Row]] | None = None) -> None:
+        seq, self._seq = self._seq, None
+        if seq is None:
+            return
+        held, self._held = self._held, []
+        text = _apply(seq.tokens)
+        if seq.terminal:
+            self._term_line.setdefault(seq.window, []).append(text)
+        secret = seq.secret
+        if not secret and self.secret_field is not None:
+            secret = self.secret_field(seq.t0, max(seq.t_last, t))
+        rows: list[tuple[int, Row]] = []
+        if secret:
+            self.stats["secret_sequences"] += 1
+            rows = [(n, r) for n, r in held if r[2] != Kind.KEY]
+            data = {"reason": "secret", "duration_ns": max(0, seq.t_last - seq.t0)}
+            rows.append((seq.seq, Row(seq.t0, None, Kind.GAP, data=json.dumps(data, **_COMPACT))))
+            rows.sort(key=lambda item: item[0])
+        else:
+            for n, r in held:
+                if r[2] == Kind.KEY and _is_typing_row(r):
+                    if seq.mode == "keys":
+                        continue
+                    r = _strip(r)
+                elif r[2] == Kind.KEY and r.name == BACKSPACE and seq.mode == "keys":
+                    continue
+                rows.append((n, r))
+            if seq.mode != "keys":
+                shown = redact(text) if seq.mode == "text" else mask_text(text)
+                if shown != text and seq.mode == "text":
+                    self.stats["redacted"] += 1
+                data = {
+                    "text": shown,
+                    "mode": seq.mode,
+                    "keys": seq.chars,
+                    "t_end_ns": seq.t_last,
+                }
+                text_row = Row(seq.t0, None, Kind.TEXT, data=json.dumps(data, **_COMPACT))
+                rows.append((seq.seq, text_row))
+                rows.sort(key=lambda item: item[0])
+        if out is None:
+            if rows:
+                self._emit(rows)
+        else:
+            out.extend(rows)
+
+    def _end_terminal_line(self) -> None:
+        window = self.active.get("window") or 0
+        line = "".join(self._term_line.pop(window, []))
+        left = self._term_secret_lines.get(window, 0)
+        if left > 0:
+            self._term_secret_lines[window] = left - 1
+        if _PROMPTING.search(line) or _MENTIONS_SECRET.search(line):
+            self._term_secret_lines[window] = 3 if re.match(r"\s*(passwd|htpasswd)", line) else 1
+
+
+def _apply(tokens: list[str]) -> str:
+    out: list[str] = []
+    for token in tokens:
+        if token == BACKSPACE:
+            if out:
+                out.pop()
+        else:
+            out.append(token)
+    return "".join(out)
+
+
+def _is_typing_row(row: Row) -> bool:
+    return row.name is None or keysym_char(row.name) is not None
+
+
+def _strip(row: Row) -> Row:
+    """A typing key row without what it typed: no key code, no keysym name."""
+    return row._replace(code=None, name=None)
+
+
+_MODIFIERS = frozenset(
+    {
+        "Shift_L", "Shift_R", "Control_L", "Control_R", "Alt_L", "Alt_R", "Meta_L", "Meta_R",
+        "Super_L", "Super_R", "Hyper_L", "Hyper_R", "ISO_Level3_Shift", "Mode_switch",
+        "Caps_Lock", "Num_Lock",
+    }
+)  # fmt: skip
+
+
+def _is_modifier(name: str | None) -> bool:
+    return name in _MODIFIERS
+
+
+def _process_name(pid: int | None) -> str | None:
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{int(pid)}/comm", encoding="utf-8", errors="replace") as fh:
+            return fh.read().strip() or None
+    except (OSError, ValueError):
+        return None
