@@ -353,12 +353,19 @@ class FrameRing:
         x1 = min(self.width, -(-max(0, box[2]) // tile) * tile)
         y1 = min(self.height, -(-max(0, box[3]) // tile) * tile)
         if x1 <= x0 or y1 <= y0:
-            return
+            return True
         started = time.perf_counter()
+        mask = self._mask
+        assert mask is not None
         shot = grabber.grab({"left": x0, "top": y0, "width": x1 - x0, "height": y1 - y0})  # type: ignore[attr-defined]
         t_grab = now_ns()
+        if self.mask_pending() or mask is not self._mask:
+            return False  # the layout changed meanwhile: grab again under the new mask
         # One 32-bit word per pixel (BGRX): a quarter of the comparisons of a byte view.
         region = np.frombuffer(shot.raw, dtype=np.uint32).reshape(y1 - y0, x1 - x0)
+        visible = mask[y0:y1, x0:x1]
+        if not visible.all():  # privacy: what is not in scope is black before anything else
+            region = np.where(visible, region, np.uint32(0))
         self.stats["grabs"] += 1
         current = self.versions[-1] if self.versions else None
         hashes = list(current.hashes) if current else [b""] * (self.cols * self.rows)

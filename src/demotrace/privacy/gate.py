@@ -138,8 +138,12 @@ class Gate:
         self.scope.own_windows = windows
 
     def set_paused(self, paused: bool, t: int, reason: str = "paused") -> None:
+        """Pause (a ``gap`` opens now, even if nothing happens during it) or resume."""
         if paused and not self.paused:
             self._close_sequence(t)
+            if self._gap is not None:
+                self._close_gap(t)
+            self._gap = _Gap(reason, t, self._next_seq(), t)
         self.paused = paused
         self.pause_reason = reason
         if not paused and self._gap is not None and self._gap.reason in ("paused", "private"):
@@ -250,16 +254,19 @@ class Gate:
             out.append((gap.seq, row))
 
     def _pointer(self, row: Row, out: list[tuple[int, Row]], closes: bool) -> None:
+        """Pointer rows need the window under the pointer in scope. Moves also need the active
+        window in scope; a click or a scroll is judged by its window alone, so the click that
+        brings an in-scope app forward from an out-of-scope one is kept."""
         reason = self._blocked()
-        if reason is None:
+        if reason is None or (reason == "out_of_scope" and row[2] != Kind.MOVE):
             w = self.scope.at(self.layout, row[3], row[4])  # type: ignore[arg-type]
             own = self.scope.own_windows
-            if (
-                w is not None
-                and self.scope.window_rule(self.layout, w) is None
-                and not (w.frame in own or w.client in own)
-            ):
+            if w is not None and (w.frame in own or w.client in own):
+                pass  # the indicator: neither in nor out
+            elif w is not None and self.scope.window_rule(self.layout, w) is None:
                 reason = "out_of_scope"
+            elif reason == "out_of_scope" and w is not None:
+                reason = None
         if reason is not None:
             self._drop(row, reason, out)
             return
