@@ -394,3 +394,45 @@ def test_accept_policy_helper_is_only_for_the_bench(tmp_path: Path) -> None:
     with Store(tmp_path / "store") as store:
         history = store.consent_history()
     assert [h["action"] for h in history] == ["accept"]
+
+
+def test_gtk_password_field_found_through_atspi_leaves_only_a_secret_gap(
+    desktop, tmp_path: Path
+) -> None:
+    from demotrace.testbench import a11y as a11y_mod
+    from demotrace.testbench import gtk_login
+    from test_atspi import _REASON, LoginApp
+
+    if _REASON is not None:
+        pytest.skip(f"AT-SPI unavailable: {_REASON}")
+    env = a11y_mod.start_a11y(desktop)
+    app = LoginApp(desktop, env, tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    policy = tmp_path / "login-policy.toml"
+    policy.write_text(
+        Path(DEMO).read_text()
+        + f'\n[[apps]]\nname = "Login"\nclass = ["{gtk_login.WM_CLASS}"]\nkeystrokes = "text"\n'
+    )
+    canary = "gtkcanary42"  # lower case only: a weak password the redactor alone would miss
+    try:
+        proc = start_recorder(desktop.display, home, policy=policy, env=dict(env))
+        try:
+            # A person takes well over 0.1 s from a click to the first key; a key typed within
+            # ~30 ms of leaving a password field still counts as secret (on purpose).
+            for widget, text in (("user", "ada"), ("password", canary), ("notes", "hello")):
+                app.click(widget)
+                time.sleep(0.2)
+                app.type(text)
+            time.sleep(2.5)
+        finally:
+            assert stop_recorder(proc) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        app.close()
+        env.close()
+    assert leaks(home, [canary]) == []
+    with Store(home / "store", create=False) as store:
+        events = list(store.events(store.sessions()[-1]["id"]))
+    texts = [e.data["text"] for e in events if e.kind == Kind.TEXT]
+    assert texts == ["ada", "hello"]
+    assert [e.data["reason"] for e in events if e.kind == Kind.GAP] == ["secret"]

@@ -37,6 +37,7 @@ def start_recorder(
     stderr: int = subprocess.PIPE,
     policy: Path | None = None,
     consent: bool = True,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen:
     """Start ``demotrace record`` on ``display`` into ``home`` and wait until it records.
 
@@ -48,7 +49,7 @@ def start_recorder(
     policy = policy or demo_policy_path()
     if consent:
         accept_policy(home, policy)
-    env = dict(os.environ, DISPLAY=display, DEMOTRACE_HOME=str(home))
+    env = dict(env if env is not None else os.environ, DISPLAY=display, DEMOTRACE_HOME=str(home))
     argv = ["record", "--display", display, "--policy", str(policy), *extra]
     proc = subprocess.Popen(
         [sys.executable, "-m", "demotrace", *argv],
