@@ -55,7 +55,18 @@ def main() -> dict:
     runs: dict[str, list[dict]] = {"demotrace": [], "xinput": []}
     with VirtualDesktop() as desk, tempfile.TemporaryDirectory() as tmp:
         desk.launch(
-            ["xterm", "-geometry", "80x24+100+100", "-e", "sh", "-c", "cat > /dev/null"], "sink"
+            [
+                "xterm",
+                "-title",
+                "xterm",
+                "-geometry",
+                "80x24+100+100",
+                "-e",
+                "sh",
+                "-c",
+                "cat > /dev/null",
+            ],
+            "sink",
         )
         desk.wait_for_window("XTerm")
         with ScriptedWorker(desk.display) as w:
