@@ -117,3 +117,11 @@ def test_server_without_damage_records_input_without_frames(tmp_path: Path) -> N
         result.stderr.split()
     )
     assert json.loads(result.stdout)["events"]["screen"] == 1
+
+
+def test_controls_without_a_running_recorder(tmp_path: Path) -> None:
+    env = dict(os.environ, DEMOTRACE_HOME=str(tmp_path))
+    for args in (("pause",), ("resume",), ("status",), ("pause", "--for", "15m")):
+        assert_clean_error(demotrace(*args, env=env), 11, "No recorder is running")
+    result = demotrace("pause", "--for", "soon", env=env)
+    assert result.returncode == 2 and "not a duration" in result.stderr

@@ -269,3 +269,18 @@ def test_sequence_numbers_follow_time_order() -> None:
     times = [r[0] for _s, r in rows]
     assert times == sorted(times)
     assert len({s for s, _r in h.rows}) == len(h.rows)
+
+
+def test_outside_working_hours_nothing_passes() -> None:
+    h = Harness()
+    h.focus("Editor")
+    h.gate.set_outside_hours(True, h.tick())
+    assert h.gate.state() == "out_of_scope"
+    h.type("late work")
+    h.move(50, 50)
+    h.gate.set_outside_hours(False, h.tick())
+    h.type("ok")
+    rows = h.finish()
+    assert [data(t)["text"] for t in kinds(rows, Kind.TEXT)] == ["ok"]
+    assert [data(g)["reason"] for g in kinds(rows, Kind.GAP)] == ["hours"]
+    assert not [r for r in rows if r[2] == Kind.MOVE]

@@ -106,7 +106,7 @@ def cmd_consent(args: argparse.Namespace) -> int:
     from demotrace.control import call
     from demotrace.errors import ControlError
     from demotrace.privacy import consent
-    from demotrace.privacy.notice import render_notice
+    from demotrace.privacy.notice import notice_dict, render_notice
 
     home = data_home()
     policy = consent.load_in_force(args.policy, home)
@@ -152,8 +152,12 @@ def cmd_consent(args: argparse.Namespace) -> int:
         else:
             state = consent.consent_state(store, policy)
             if args.json:
+                notice = notice_dict(policy)
                 out.print_json(
-                    json.dumps({"state": state, "policy": policy.summary(), "notice": None})
+                    json.dumps(
+                        {"state": state, "policy": policy.summary(), "notice": notice},
+                        default=str,
+                    )
                 )
                 return 0
             out.print(render_notice(policy), markup=False, highlight=False)
