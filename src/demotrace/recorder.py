@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from demotrace import __version__
 from demotrace.capture.base import now_ns
 from demotrace.capture.screen import ScreenConfig
@@ -177,6 +179,7 @@ class Recorder:
         self._shown_state = ""
         self._pause_until: int | None = None
         self._screen = (0, 0)
+        self._mask: np.ndarray | None = None
         self.counts: dict[int, int] = {}
         self.warnings: list[str] = []
         self.started_ns = 0
@@ -489,7 +492,12 @@ class Recorder:
             gate.set_layout(layout)
             if self._ring is not None:
                 w, h = layout.size if layout.size != (0, 0) else self._screen
-                self._ring.set_mask(gate.scope.mask(layout, w, h))
+                mask = gate.scope.mask(layout, w, h)
+                # A restack that changes nothing visible (the badge re-raising itself) costs no
+                # full-screen grab.
+                if self._mask is None or not np.array_equal(mask, self._mask):
+                    self._mask = mask
+                    self._ring.set_mask(mask)
 
     def _on_typing(self, t_ns: int, seq: int, mode: str, secret: bool) -> None:
         """A typing sequence opened: its frame is the screen just before its first key."""

@@ -317,6 +317,8 @@ class Gate:
     def _popup(self, row: Row, out: list[tuple[int, Row]]) -> None:
         info = json.loads(row.data or "{}")
         wid = info.get("window")
+        if wid in self.scope.own_windows:
+            return  # the indicator's own badge
         if row.value:  # mapped: it belongs to the active window's app
             reason = self._blocked()
             if reason is not None:
