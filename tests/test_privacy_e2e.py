@@ -312,6 +312,10 @@ def test_consent_is_required_and_bound_to_the_policy_version(desktop, tmp_path: 
     unknown.write_text(Path(DEMO).read_text() + "\nsurprise = 1\n")
     result = cli("record", "--duration", "1", "--policy", str(unknown), env=env)
     assert result.returncode == 9 and "surprise" in result.stderr
+    badre = tmp_path / "badre.toml"
+    badre.write_text(Path(DEMO).read_text().replace("^xterm$", "^(xterm$"))
+    result = cli("record", "--duration", "1", "--policy", str(badre), env=env)
+    assert result.returncode == 9 and "titles" in result.stderr and "line" in result.stderr
     with Store(home / "store") as store:
         assert store.sessions() == []
         assert [c["action"] for c in store.consent_history()] == ["accept"]

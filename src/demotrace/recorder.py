@@ -236,6 +236,7 @@ class Recorder:
                 self.display, self.session, self._frame_event, self._on_frame, self.config.screen
             )
             ring.mask_pending = capture.layout_pending.is_set
+            ring.set_paused(gate.outside_hours)
             try:
                 ring.start()
                 self._ring = ring
@@ -367,8 +368,8 @@ class Recorder:
             assert self._gate is not None
             self._gate.set_paused(False, t)
             self._pause_until = None
-            if self._ring is not None:
-                self._ring.set_paused(False)
+            if self._ring is not None:  # outside working hours the screen stays unwatched
+                self._ring.set_paused(self._gate.outside_hours)
         self._show_state()
         return self.status()
 
@@ -448,7 +449,7 @@ class Recorder:
                     self._pause_until = None
                     gate.set_paused(False, t)
                     if self._ring is not None:
-                        self._ring.set_paused(False)
+                        self._ring.set_paused(gate.outside_hours)
                 if time.monotonic() - last_hours > 1.0:
                     last_hours = time.monotonic()
                     outside = not self._within_hours()
