@@ -440,3 +440,39 @@ def test_gtk_password_field_found_through_atspi_leaves_only_a_secret_gap(
     texts = [e.data["text"] for e in events if e.kind == Kind.TEXT]
     assert texts == ["ada", "hello"]
     assert [e.data["reason"] for e in events if e.kind == Kind.GAP] == ["secret"]
+
+
+def test_outside_working_hours_nothing_is_captured(fresh, tmp_path: Path) -> None:
+    import datetime as dt
+
+    from conftest import recording
+    from demotrace.privacy.policy import parse_policy
+
+    desktop = fresh
+    wb = start_workbench(desktop)
+    assert wb.layout is not None
+    days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    today = days[dt.datetime.now().weekday()]
+    others = ", ".join(f'"{d}"' for d in days if d != today)
+    text = (
+        Path(DEMO)
+        .read_text()
+        .replace(
+            "[defaults]",
+            f'[hours]\ndays = [{others}]\nstart = "00:00"\nend = "24:00"\n\n[defaults]',
+        )
+    )
+    policy = parse_policy(text, "<not today>")
+    store = Store(tmp_path / "store")
+    with (
+        ScriptedWorker(desktop.display, speed=3) as w,
+        recording(desktop.display, store, policy) as rec,
+    ):
+        w.click_widget(wb.layout, "name")
+        w.type_text("afterhours")
+        w.wait(0.5)
+    events = list(store.events(rec.session))
+    store.close()
+    kinds = {e.kind for e in events}
+    assert kinds <= {Kind.SCREEN, Kind.GAP}, kinds
+    assert [e.data["reason"] for e in events if e.kind == Kind.GAP] == ["hours"]
