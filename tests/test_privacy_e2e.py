@@ -476,3 +476,40 @@ def test_outside_working_hours_nothing_is_captured(fresh, tmp_path: Path) -> Non
     kinds = {e.kind for e in events}
     assert kinds <= {Kind.SCREEN, Kind.GAP}, kinds
     assert [e.data["reason"] for e in events if e.kind == Kind.GAP] == ["hours"]
+
+
+def test_the_mask_follows_an_out_of_scope_window_that_moves(fresh, tmp_path: Path) -> None:
+    from conftest import recording
+
+    desktop = fresh
+    wb = start_workbench(desktop)
+    assert wb.layout is not None
+    desktop.launch(
+        ["xterm", "-title", "private", "-geometry", "40x8+700+100", "-e", "sh"], "private"
+    )
+    private = find_window(desktop, "private")
+    store = Store(tmp_path / "store")
+    with (
+        ScriptedWorker(desktop.display, speed=3) as w,
+        recording(desktop.display, store) as rec,
+    ):
+        w.click_widget(wb.layout, "name")
+        subprocess.run(
+            ["xdotool", "windowmove", str(private), "300", "300"], env=desktop.env, check=True
+        )
+        deadline = time.monotonic() + 5
+        while desktop.window_box(private)[:2] == [700, 100] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+        subprocess.run(["xdotool", "windowraise", str(private)], env=desktop.env, check=True)
+        time.sleep(0.3)
+        box = desktop.window_box(private)
+        w.type_text("hi")  # into the workbench, which the private xterm now partly covers
+        w.wait(0.5)
+    frames = list(store.events(rec.session, (Kind.FRAME,)))
+    reader = FrameReader(store.db)
+    last = np.asarray(reader.image(bytes.fromhex(frames[-1].data["frame"])))
+    store.close()
+    assert box[0] < 640 and frames[-1].data["reason"] == "key"  # it covers part of the workbench
+    assert not last[box[1] : box[3], box[0] : box[2]].any()
+    assert last[50:250, 20:250].any()  # the uncovered workbench still shows

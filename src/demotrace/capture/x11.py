@@ -134,6 +134,9 @@ class X11Capture:
         self.layout_pending = threading.Event()
         self._layout_version = 0
         self._clients: dict[int, tuple[int, str, str, int | None]] = {}  # frame -> client info
+        # root child -> [viewable, override_redirect, (x0, y0, x1, y1)], kept current from the
+        # root's SubstructureNotify events, so a new layout costs one QueryTree round trip.
+        self._tops: dict[int, list[Any]] = {}
         self._titles: dict[int, str] = {}
         self._watched: set[int] = set()
 
@@ -381,6 +384,7 @@ class X11Capture:
         etype = ev.type
         if etype in _LAYOUT_EVENTS:
             self.layout_pending.set()  # frames wait for the new layout before the next grab
+            self._track_top(ev, etype)
         if etype == X.PropertyNotify and ev.atom in title_atoms:
             self._titles.pop(ev.window.id, None)
             if ev.window.id in self._watched:
@@ -505,16 +509,25 @@ class X11Capture:
         wm_state = self._atom(disp, "WM_STATE")
         windows: list[TopWindow] = []
         for child in root.query_tree().children:
-            try:
-                attrs = child.get_attributes()
-                if attrs.map_state != X.IsViewable or attrs.win_class == X.InputOnly:
+            top = self._tops.get(child.id)
+            if top is None:
+                try:
+                    attrs = child.get_attributes()
+                    geo = child.get_geometry()
+                except xerror.XError:
                     continue
-                geo = child.get_geometry()
-            except xerror.XError:
+                b2 = 2 * geo.border_width
+                top = [
+                    attrs.map_state == X.IsViewable and attrs.win_class != X.InputOnly,
+                    bool(attrs.override_redirect),
+                    (geo.x, geo.y, geo.x + geo.width + b2, geo.y + geo.height + b2),
+                    attrs.win_class == X.InputOnly,
+                ]
+                self._tops[child.id] = top
+            viewable, override, rect, _input_only = top
+            if not viewable:
                 continue
-            b2 = 2 * geo.border_width
-            rect = (geo.x, geo.y, geo.x + geo.width + b2, geo.y + geo.height + b2)
-            if attrs.override_redirect:
+            if override:
                 popup = self._popups.get(child.id) or {}
                 windows.append(
                     TopWindow(
@@ -548,6 +561,29 @@ class X11Capture:
             )
         self._layout_version += 1
         return Layout(self._layout_version, tuple(windows), self.screen_size)
+
+    def _track_top(self, ev: Any, etype: int) -> None:
+        """Keep the cached state of root children current from one SubstructureNotify event."""
+        root_id = self._win.screen().root.id
+        if getattr(ev, "event", None) is not None and ev.event.id != root_id:
+            return  # about a grandchild (a client inside its frame)
+        wid = ev.window.id
+        top = self._tops.get(wid)
+        if etype == X.DestroyNotify:
+            self._tops.pop(wid, None)
+        elif etype == X.ReparentNotify:
+            self._tops.pop(wid, None)  # left the root (or arrived): read afresh when listed
+        elif top is None:
+            return  # read in full when the next layout lists it
+        elif etype == X.MapNotify:
+            top[0] = not top[3]
+            top[1] = bool(ev.override)
+        elif etype == X.UnmapNotify:
+            top[0] = False
+        elif etype == X.ConfigureNotify:
+            b2 = 2 * ev.border_width
+            top[2] = (ev.x, ev.y, ev.x + ev.width + b2, ev.y + ev.height + b2)
+            top[1] = bool(ev.override)
 
     def _client_info(self, frame: Any, wm_state: int) -> tuple[int, str, str, int | None]:
         """The client inside a WM frame (or the window itself): id, class, instance, pid."""
