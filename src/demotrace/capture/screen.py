@@ -150,7 +150,7 @@ class FrameRing:
         self.error: str | None = None
         # Privacy: pixels outside the mask are black before anything is compared or encoded.
         # No grab happens before the first mask, nor while a new layout is pending or paused.
-        self._mask: np.ndarray | None = None
+        self._mask: tuple[np.ndarray, np.ndarray] | None = None  # (mask, summed-area table)
         self._mask_new = False
         self.mask_pending: Callable[[], bool] = lambda: False
         self._paused = False
@@ -201,7 +201,11 @@ class FrameRing:
             h, w = min(self.height, mask.shape[0]), min(self.width, mask.shape[1])
             fixed[:h, :w] = mask[:h, :w]
             mask = fixed
-        self._mask = mask
+        # A summed-area table tells in O(1) whether a grab box is all visible, all hidden (no
+        # grab needed: it is black and stays black) or mixed (mask it pixel by pixel).
+        sat = np.zeros((self.height + 1, self.width + 1), dtype=np.int32)
+        np.cumsum(np.cumsum(mask, axis=0, dtype=np.int32), axis=1, out=sat[1:, 1:])
+        self._mask = (mask, sat)
         self._mask_new = True
         self._wake()
 
@@ -355,17 +359,22 @@ class FrameRing:
         if x1 <= x0 or y1 <= y0:
             return True
         started = time.perf_counter()
-        mask = self._mask
-        assert mask is not None
+        masks = self._mask
+        assert masks is not None
+        mask, sat = masks
+        shown = int(sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0])
+        if shown == 0 and self.versions:
+            # Damage only where nothing may be shown: those pixels are black in every version.
+            self.versions[-1].t_repair = t_repair
+            return True
         shot = grabber.grab({"left": x0, "top": y0, "width": x1 - x0, "height": y1 - y0})  # type: ignore[attr-defined]
         t_grab = now_ns()
-        if self.mask_pending() or mask is not self._mask:
+        if self.mask_pending() or masks is not self._mask:
             return False  # the layout changed meanwhile: grab again under the new mask
         # One 32-bit word per pixel (BGRX): a quarter of the comparisons of a byte view.
         region = np.frombuffer(shot.raw, dtype=np.uint32).reshape(y1 - y0, x1 - x0)
-        visible = mask[y0:y1, x0:x1]
-        if not visible.all():  # privacy: what is not in scope is black before anything else
-            region = np.where(visible, region, np.uint32(0))
+        if shown < (y1 - y0) * (x1 - x0):  # privacy: what is not in scope is black, first
+            region = np.where(mask[y0:y1, x0:x1], region, np.uint32(0))
         self.stats["grabs"] += 1
         current = self.versions[-1] if self.versions else None
         hashes = list(current.hashes) if current else [b""] * (self.cols * self.rows)
