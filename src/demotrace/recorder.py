@@ -105,7 +105,7 @@ class ActionStarts:
 
 log = logging.getLogger("demotrace")
 
-_TICK_S = 0.1
+_TICK_S = 0.25
 _MODS = {"ctrl": MOD_CONTROL, "alt": MOD_ALT, "shift": MOD_SHIFT, "super": MOD_SUPER}
 
 
@@ -494,8 +494,8 @@ class Recorder:
             if self._ring is not None:
                 w, h = layout.size if layout.size != (0, 0) else self._screen
                 mask = gate.scope.mask(layout, w, h)
-                # A restack that changes nothing visible (the badge re-raising itself) costs no
-                # full-screen grab.
+                # A layout change that leaves the mask as it was (a popup inside its app, the
+                # badge re-raising itself) costs no full-screen grab.
                 if self._mask is None or not np.array_equal(mask, self._mask):
                     self._mask = mask
                     self._ring.set_mask(mask)

@@ -150,7 +150,7 @@ class FrameRing:
         self.error: str | None = None
         # Privacy: pixels outside the mask are black before anything is compared or encoded.
         # No grab happens before the first mask, nor while a new layout is pending or paused.
-        self._mask: tuple[np.ndarray, np.ndarray] | None = None  # (mask, summed-area table)
+        self._mask: tuple[np.ndarray, np.ndarray] | None = None  # (mask, visible px per tile)
         self._mask_new = False
         self.mask_pending: Callable[[], bool] = lambda: False
         self._paused = False
@@ -201,11 +201,14 @@ class FrameRing:
             h, w = min(self.height, mask.shape[0]), min(self.width, mask.shape[1])
             fixed[:h, :w] = mask[:h, :w]
             mask = fixed
-        # A summed-area table tells in O(1) whether a grab box is all visible, all hidden (no
-        # grab needed: it is black and stays black) or mixed (mask it pixel by pixel).
-        sat = np.zeros((self.height + 1, self.width + 1), dtype=np.int32)
-        np.cumsum(np.cumsum(mask, axis=0, dtype=np.int32), axis=1, out=sat[1:, 1:])
-        self._mask = (mask, sat)
+        # Visible pixels per tile: grabs are tile-aligned, so this tells cheaply whether a grab
+        # box is all visible, all hidden (no grab needed: it is black and stays black) or mixed
+        # (mask it pixel by pixel).
+        t = self.cfg.tile
+        padded = np.zeros((self.rows * t, self.cols * t), dtype=bool)
+        padded[: self.height, : self.width] = mask
+        per_tile = padded.reshape(self.rows, t, self.cols, t).sum(axis=(1, 3), dtype=np.int32)
+        self._mask = (mask, per_tile)
         self._mask_new = True
         self._wake()
 
@@ -361,8 +364,8 @@ class FrameRing:
         started = time.perf_counter()
         masks = self._mask
         assert masks is not None
-        mask, sat = masks
-        shown = int(sat[y1, x1] - sat[y0, x1] - sat[y1, x0] + sat[y0, x0])
+        mask, per_tile = masks
+        shown = int(per_tile[y0 // tile : -(-y1 // tile), x0 // tile : -(-x1 // tile)].sum())
         if shown == 0 and self.versions:
             # Damage only where nothing may be shown: those pixels are black in every version.
             self.versions[-1].t_repair = t_repair
