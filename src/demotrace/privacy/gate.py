@@ -113,6 +113,7 @@ class Gate:
         #: Called as (t_ns, seq of the first key row, mode, known secret) when typing starts.
         self.on_typing: Callable[[int, int, str, bool], None] | None = None
         self.layout = Layout(0)
+        self._hits: list[tuple[int, int, int, int, int]] | None = None
         self.paused = False
         self.pause_reason = "paused"
         self.outside_hours = False
@@ -133,9 +134,31 @@ class Gate:
     # -- state changes (from the recorder: pause, hours, layout, own windows) --------------------
     def set_layout(self, layout: Layout) -> None:
         self.layout = layout
+        self._hits = None
 
     def set_own_windows(self, windows: frozenset[int]) -> None:
         self.scope.own_windows = windows
+        self._hits = None
+
+    def _hit_list(self) -> list[tuple[int, int, int, int, int]]:
+        """(x0, y0, x1, y1, verdict) top to bottom; verdict 0 neutral, 1 in, 2 out of scope."""
+        if self._hits is None:
+            own = self.scope.own_windows
+            hits = []
+            for w in reversed(self.layout.windows):
+                if w.frame in own or w.client in own:
+                    verdict = 0
+                else:
+                    verdict = 1 if self.scope.window_rule(self.layout, w) is not None else 2
+                hits.append((*w.rect, verdict))
+            self._hits = hits
+        return self._hits
+
+    def _verdict(self, x: int, y: int) -> int:
+        for x0, y0, x1, y1, verdict in self._hits or self._hit_list():
+            if x0 <= x < x1 and y0 <= y < y1:
+                return verdict
+        return 0  # the bare desktop: neutral
 
     def set_paused(self, paused: bool, t: int, reason: str = "paused") -> None:
         """Pause (a ``gap`` opens now, even if nothing happens during it) or resume."""
@@ -169,10 +192,21 @@ class Gate:
     # -- the stream --------------------------------------------------------------------------
     def feed(self, rows: list[Row]) -> None:
         out: list[tuple[int, Row]] = []
+        move = Kind.MOVE
+        next_seq = self._next_seq
         for row in rows:
             kind = row[2]
-            if kind == Kind.MOVE:
-                self._pointer(row, out, closes=False)
+            if kind == move:
+                # The common case, kept short: recording, nothing held, no gap open.
+                if (
+                    self._seq is None
+                    and self._gap is None
+                    and self._blocked() is None
+                    and self._verdict(row[3], row[4]) != 2  # type: ignore[arg-type]
+                ):
+                    out.append((next_seq(), row))
+                else:
+                    self._pointer(row, out, closes=False)
             elif kind == Kind.KEY:
                 self._key(row, out)
             elif kind in (Kind.BUTTON, Kind.WHEEL):
@@ -259,14 +293,11 @@ class Gate:
         brings an in-scope app forward from an out-of-scope one is kept."""
         reason = self._blocked()
         if reason is None or (reason == "out_of_scope" and row[2] != Kind.MOVE):
-            w = self.scope.at(self.layout, row[3], row[4])  # type: ignore[arg-type]
-            own = self.scope.own_windows
-            if w is not None and (w.frame in own or w.client in own):
-                pass  # the indicator: neither in nor out
-            elif w is not None and self.scope.window_rule(self.layout, w) is None:
+            verdict = self._verdict(row[3], row[4])  # type: ignore[arg-type]
+            if verdict == 2:
                 reason = "out_of_scope"
-            elif reason == "out_of_scope" and w is not None:
-                reason = None
+            elif verdict == 1:
+                reason = None  # a click or scroll into an in-scope window
         if reason is not None:
             self._drop(row, reason, out)
             return
