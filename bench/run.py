@@ -1,7 +1,7 @@
 """Run every benchmark; results go to bench/out/*.json (BENCHMARKS.md quotes them).
 
-python bench/run.py            # storm (3 rounds) + 10-minute standard workload
-python bench/run.py --quick    # storm (1 round) + 2-minute workload
+python bench/run.py            # storm (3 rounds) + 10-minute workload + privacy + redactor
+python bench/run.py --quick    # storm (1 round) + 2-minute workload + privacy + redactor
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ def main() -> None:
     repeats, minutes = ("1", "2") if args.quick else ("3", "10")
     subprocess.run([sys.executable, HERE / "storm.py", "--repeats", repeats], check=True)
     subprocess.run([sys.executable, HERE / "workload.py", "--minutes", minutes], check=True)
+    subprocess.run([sys.executable, HERE / "privacy.py"], check=True)
+    subprocess.run([sys.executable, HERE / "redact_fp.py"], check=True)
 
 
 if __name__ == "__main__":
