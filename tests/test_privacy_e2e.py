@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from demotrace.store.frames import FrameReader
 from demotrace.testbench.apps import start_workbench
 from demotrace.testbench.recorder_process import accept_policy, start_recorder, stop_recorder
 from demotrace.testbench.worker import ScriptedWorker
+from test_cli_errors import demotrace as cli
 
 DEMO = str(demo_policy_path())
 PASSWORD = "Zq7!canary-Pw93"  # typed into the workbench's password entry
@@ -33,16 +33,6 @@ API_KEY = "sk_live_canary4eC39HqLyjWDarjtT1zdp7dc"
 OUTSIDE = "outofscopecanary"  # typed into an out-of-scope terminal
 ON_SCREEN = "SCREENCANARY"  # shown in the out-of-scope terminal
 TERM_PASSWORD = "termcanaryX9"  # answered to a sudo prompt in the in-scope terminal
-
-
-def cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "demotrace", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def keystroke_forms(secret: str) -> list[bytes]:

@@ -70,3 +70,14 @@ class ServerClock:
             self._window_start = recv_ns
         t = x_ns + self._offset
         return t if t <= recv_ns else recv_ns
+
+
+def process_name(pid: int | None) -> str | None:
+    """The process name (``comm``) of a pid, or None when unknown or gone."""
+    if not pid:
+        return None
+    try:
+        with open(f"/proc/{int(pid)}/comm", encoding="utf-8", errors="replace") as fh:
+            return fh.read().strip() or None
+    except (OSError, ValueError):
+        return None

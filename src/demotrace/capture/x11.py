@@ -28,7 +28,7 @@ from Xlib import error as xerror
 from Xlib.ext import record
 from Xlib.protocol import event as xevent
 
-from demotrace.capture.base import ServerClock, Sink, now_ns
+from demotrace.capture.base import ServerClock, Sink, now_ns, process_name
 from demotrace.errors import NoDisplayError
 from demotrace.model import WHEEL_BUTTONS, Kind, Row
 from demotrace.privacy.scope import Layout, TopWindow
@@ -557,7 +557,7 @@ class X11Capture:
                         window.change_attributes(event_mask=X.PropertyChangeMask)
                     self._watched.add(client)
             windows.append(
-                TopWindow(child.id, client, app, instance, title, rect, process=_comm(pid))
+                TopWindow(child.id, client, app, instance, title, rect, process=process_name(pid))
             )
         self._layout_version += 1
         return Layout(self._layout_version, tuple(windows), self.screen_size)
@@ -606,13 +606,3 @@ class X11Capture:
             wm_class[0] if wm_class else "",
             pid,
         )
-
-
-def _comm(pid: int | None) -> str | None:
-    if not pid:
-        return None
-    try:
-        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as fh:
-            return fh.read().strip() or None
-    except OSError:
-        return None

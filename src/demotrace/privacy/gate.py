@@ -37,8 +37,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from demotrace.capture.base import process_name
 from demotrace.model import MOD_ALT, MOD_CONTROL, MOD_SUPER, Kind, Row
-from demotrace.privacy.keys import BACKSPACE, keysym_char
+from demotrace.privacy.keys import BACKSPACE, apply_edits, keysym_char
 from demotrace.privacy.redact import mask_text, redact
 from demotrace.privacy.scope import Layout, ScopeResolver
 
@@ -314,9 +315,13 @@ class Gate:
             if self._blocked() is None:
                 self._accept(row, out)
             return
-        self.active = info
+        self.active = dict(info)
         self._active_known = True
         self._judge_active()
+        self._keep_titled(row, info, out)
+
+    def _keep_titled(self, row: Row, info: dict[str, Any], out: list[tuple[int, Row]]) -> None:
+        """Store a focus or title row, its title redacted, unless recording is blocked."""
         reason = self._blocked()
         if reason is not None:
             self._drop(row, reason, out)
@@ -328,7 +333,7 @@ class Gate:
         info = self.active
         app, instance = info.get("app") or "", info.get("instance") or ""
         title = info.get("title") or ""
-        process = _process_name(info.get("pid"))
+        process = process_name(info.get("pid"))
         self.active_rule = self.scope.rule(app, instance, title, process)
         self.active_secret = self.scope.is_secret(app, instance, title)
         self.active_terminal = app.lower() in TERMINALS or instance.lower() in TERMINALS
@@ -338,12 +343,7 @@ class Gate:
         if info.get("window") == self.active.get("window"):
             self.active["title"] = info.get("title") or ""
             self._judge_active()
-        reason = self._blocked()
-        if reason is not None:
-            self._drop(row, reason, out)
-            return
-        info["title"] = redact(info.get("title") or "")
-        self._accept(row._replace(data=json.dumps(info, **_COMPACT)), out)
+        self._keep_titled(row, info, out)
 
     def _popup(self, row: Row, out: list[tuple[int, Row]]) -> None:
         info = json.loads(row.data or "{}")
@@ -431,7 +431,7 @@ class Gate:
         if seq is None:
             return
         held, self._held = self._held, []
-        text = _apply(seq.tokens)
+        text = apply_edits(seq.tokens)
         if seq.terminal:
             self._term_line.setdefault(seq.window, []).append(text)
         secret = seq.secret
@@ -482,17 +482,6 @@ class Gate:
             self._term_secret_lines[window] = 3 if re.match(r"\s*(passwd|htpasswd)", line) else 1
 
 
-def _apply(tokens: list[str]) -> str:
-    out: list[str] = []
-    for token in tokens:
-        if token == BACKSPACE:
-            if out:
-                out.pop()
-        else:
-            out.append(token)
-    return "".join(out)
-
-
 def _is_typing_row(row: Row) -> bool:
     return row.name is None or keysym_char(row.name) is not None
 
@@ -513,13 +502,3 @@ _MODIFIERS = frozenset(
 
 def _is_modifier(name: str | None) -> bool:
     return name in _MODIFIERS
-
-
-def _process_name(pid: int | None) -> str | None:
-    if not pid:
-        return None
-    try:
-        with open(f"/proc/{int(pid)}/comm", encoding="utf-8", errors="replace") as fh:
-            return fh.read().strip() or None
-    except (OSError, ValueError):
-        return None
