@@ -174,8 +174,13 @@ class Gate:
             self._close_gap(t)
 
     def set_outside_hours(self, outside: bool, t: int) -> None:
+        """Working hours end (an ``hours`` gap opens now, unless paused) or begin."""
         if outside and not self.outside_hours:
             self._close_sequence(t)
+            if not self.paused:
+                if self._gap is not None:
+                    self._close_gap(t)
+                self._gap = _Gap("hours", t, self._next_seq(), t)
         self.outside_hours = outside
         if not outside and self._gap is not None and self._gap.reason == "hours":
             self._close_gap(t)
@@ -220,8 +225,8 @@ class Gate:
                 self._title(row, out)
             elif kind == Kind.POPUP:
                 self._popup(row, out)
-            else:  # SCREEN and anything harmless
-                self._accept(row, out)
+            else:  # SCREEN: harmless, stored even inside a gap (and does not end it)
+                out.append((self._next_seq(), row))
         if out:
             self._emit(out)
 
