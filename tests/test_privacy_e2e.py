@@ -339,6 +339,8 @@ def test_forget_last_minutes_while_recording(fresh, tmp_path: Path) -> None:
             result = cli("forget", "--last", "10m", "--json", env=env)
             assert result.returncode == 0, result.stderr
             assert json.loads(result.stdout)["events"] > 0
+            unknown = cli("forget", "--session", "999", env=env)
+            assert unknown.returncode == 7 and "no session 999" in unknown.stderr
             w.click_widget(wb.layout, "name")
             w.type_text("kept")
             w.wait(2.5)
@@ -503,3 +505,30 @@ def test_the_mask_follows_an_out_of_scope_window_that_moves(fresh, tmp_path: Pat
     assert box[0] < 640 and frames[-1].data["reason"] == "key"  # it covers part of the workbench
     assert not last[box[1] : box[3], box[0] : box[2]].any()
     assert last[50:250, 20:250].any()  # the uncovered workbench still shows
+
+
+def test_forget_all_while_recording_keeps_the_running_session(fresh, tmp_path: Path) -> None:
+    desktop = fresh
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(desktop.env, DEMOTRACE_HOME=str(home))
+    wb = start_workbench(desktop)
+    assert wb.layout is not None
+    for i in range(2):  # an older session, then the running one
+        proc = start_recorder(desktop.display, home, policy=Path(DEMO))
+        with ScriptedWorker(desktop.display, tmp_path / "truth.jsonl", seed=6, speed=3) as w:
+            w.click_widget(wb.layout, "name")
+            w.type_text("oldwords")
+            w.click_widget(wb.layout, "email")
+            if i == 1:
+                assert cli("forget", "--all", env=env).returncode == 0
+                w.click_widget(wb.layout, "name")
+                w.type_text("after")
+                w.wait(2.5)
+        assert stop_recorder(proc) == 0
+    assert leaks(home, ["oldwords"]) == []
+    with Store(home / "store", create=False) as store:
+        sessions = [s["id"] for s in store.sessions()]
+        assert sessions == [2]
+        texts = [e.data["text"] for e in store.events(2, (Kind.TEXT,))]
+    assert texts == ["after"]

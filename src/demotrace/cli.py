@@ -141,8 +141,7 @@ def cmd_consent(args: argparse.Namespace) -> int:
             if delete and n:
                 if stopped:
                     time.sleep(1.0)  # let it commit and close
-                for s in store.sessions():
-                    store.forget(session=s["id"], reason="withdraw")
+                store.forget(sessions=[s["id"] for s in store.sessions()], reason="withdraw")
                 msg += f" All {n} local sessions were deleted."
             elif n:
                 msg += (
@@ -225,39 +224,32 @@ def cmd_forget(args: argparse.Namespace) -> int:
     from demotrace.control import call
     from demotrace.errors import ControlError, UnknownSessionError
 
-    home = data_home()
-    request: dict[str, Any] = {"cmd": "forget"}
-    if args.last is not None:
-        request["since_wall_ns"] = time.time_ns() - int(args.last * 1e9)
-        what = f"the last {args.last / 60:g} minutes"
-    elif args.session is not None:
-        request["session"] = args.session
-        what = f"session {args.session}"
-    else:
-        what = "every session"
+    store = _open_store(create=False)
     try:
-        if args.all:
-            raise ControlError("forget --all runs without a recorder")
-        counts = call(home, request, timeout=60)
-    except ControlError:
-        store = _open_store(create=False)
-        try:
-            if args.all:
-                counts = {"events": 0, "frames": 0, "tiles": 0, "sessions": 0}
-                for s in store.sessions():
-                    for k, v in store.forget(session=s["id"]).items():
-                        counts[k] += v
-            elif args.session is not None:
-                if store.session(args.session) is None:
-                    raise UnknownSessionError(
-                        f"There is no session {args.session} in {store.root}; "
-                        "`demotrace sessions` lists them."
-                    ) from None
-                counts = store.forget(session=args.session)
-            else:
-                counts = store.forget(since_wall_ns=request["since_wall_ns"])
-        finally:
-            store.close()
+        ids = [sess["id"] for sess in store.sessions()]
+        request: dict[str, Any] = {"cmd": "forget"}
+        if args.last is not None:
+            request["since_wall_ns"] = time.time_ns() - int(args.last * 1e9)
+            what = f"the last {args.last / 60:g} minutes"
+        elif args.session is not None:
+            if args.session not in ids:
+                raise UnknownSessionError(
+                    f"There is no session {args.session} in {store.root}; "
+                    "`demotrace sessions` lists them."
+                )
+            request["sessions"] = [args.session]
+            what = f"session {args.session}"
+        else:
+            request["sessions"] = ids
+            what = "every session"
+        try:  # a running recorder deletes, so that it drops what it holds too
+            counts = call(data_home(), request, timeout=60)
+        except ControlError:
+            counts = store.forget(
+                since_wall_ns=request.get("since_wall_ns"), sessions=request.get("sessions", ())
+            )
+    finally:
+        store.close()
     counts.pop("ok", None)
     if args.json:
         out.print_json(json.dumps(counts))

@@ -10,6 +10,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,15 +130,13 @@ def require_consent(store: Store, policy: Policy) -> None:
         )
 
 
-def hotkey_spec(hotkey: str | None) -> tuple[str, int] | None:
-    """("p", ctrl|alt mask) from "ctrl+alt+p": how the gate recognises the hotkey's key rows."""
-    if not hotkey:
-        return None
-    *mods, key = hotkey.lower().split("+")
+def hotkey_spec(policy: Policy) -> tuple[str, int]:
+    """("p", ctrl|alt mask) for the policy's hotkey: how the gate recognises its key rows."""
+    keys = policy.hotkey_keys
     mask = 0
-    for mod in mods:
-        mask |= _MODS.get(mod, 0)
-    return key, mask
+    for mod in keys.modifiers:
+        mask |= _MODS[mod]
+    return keys.keysym.lower(), mask
 
 
 class Recorder:
@@ -220,7 +219,7 @@ class Recorder:
             self.policy,
             self._on_accepted,
             self._next_seq,
-            hotkey=hotkey_spec(self.policy.hotkey) if self.config.indicator else None,
+            hotkey=hotkey_spec(self.policy) if self.config.indicator else None,
         )
         gate.on_typing = self._on_typing
         self._gate = gate
@@ -395,8 +394,9 @@ class Recorder:
             "events": sum(self.counts.values()),
         }
 
-    def forget(self, *, since_wall_ns: int | None = None, session: int | None = None) -> dict:
-        """Delete recent data (or a session) while recording: held rows, queued rows, frames."""
+    def forget(self, *, since_wall_ns: int | None = None, sessions: Iterable[int] = ()) -> dict:
+        """Delete recent data (or sessions) while recording: held rows, queued rows, frames.
+        The session being recorded keeps its row and goes on."""
         with self._lock:
             if self._gate is not None:
                 self._gate.flush(now_ns())
@@ -404,7 +404,9 @@ class Recorder:
                 self._writer.flush()
             reader = Store(self.store.root)
             try:
-                counts = reader.forget(since_wall_ns=since_wall_ns, session=session)
+                counts = reader.forget(
+                    since_wall_ns=since_wall_ns, sessions=sessions, keep_session=self.session
+                )
             finally:
                 reader.close()
             if self._ring is not None:
@@ -425,7 +427,8 @@ class Recorder:
             return self.resume()
         if cmd == "forget":
             return self.forget(
-                since_wall_ns=request.get("since_wall_ns"), session=request.get("session")
+                since_wall_ns=request.get("since_wall_ns"),
+                sessions=[int(n) for n in request.get("sessions") or ()],
             )
         if cmd == "stop":
             self.failed.set()  # the record loop stops on this, as on Ctrl-C
@@ -483,7 +486,9 @@ class Recorder:
         with self._lock:
             assert self._gate is not None
             self._gate.feed(rows)
-        if self._indicator is not None:
+        # Only window rows (focus, title) change what the indicator shows; input batches, the
+        # hot path, start with an input row and skip this.
+        if self._indicator is not None and rows and rows[0][2] > Kind.KEY:
             self._show_state()
 
     def _on_layout(self, layout: Layout) -> None:

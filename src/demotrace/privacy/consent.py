@@ -87,7 +87,7 @@ def purge(
             why = f"the store is over {policy.retention_gb:g} GB"
         if why is None:
             continue
-        counts = store.forget(session=s["id"], reason="retention")
+        counts = store.forget(sessions=[s["id"]], reason="retention")
         log.info("retention: deleted session %s (%s): %s", s["id"], why, counts)
         done.append({"session": s["id"], "why": why, **counts})
     return done

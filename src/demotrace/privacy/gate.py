@@ -398,13 +398,11 @@ class Gate:
                 if opened and self.on_typing is not None and self._held:
                     self.on_typing(t, self._held[-1][0], seq.mode, seq.secret)
                 return
-            if keysym_char(name) is None and not _is_modifier(name):
-                # Enter, Tab, arrows, shortcuts: the sequence ends before this key.
+            if not _is_modifier(name):
+                # Enter, Tab, arrows, shortcuts such as ctrl+c: the sequence ends before this key.
                 self._close_sequence(t, out)
                 if name in ("Return", "KP_Enter") and self.active_terminal:
                     self._end_terminal_line()
-            elif keysym_char(name) is not None:  # a shortcut such as ctrl+c
-                self._close_sequence(t, out)
             if self._seq is not None:
                 self._seq.t_last = t
             self._accept(row, out)

@@ -20,7 +20,7 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -326,11 +326,15 @@ class Store:
     def forget(
         self,
         *,
-        session: int | None = None,
+        sessions: Iterable[int] = (),
         since_wall_ns: int | None = None,
+        keep_session: int | None = None,
         reason: str = "forget",
     ) -> dict[str, int]:
-        """Delete a whole session, or everything captured at or after a wall-clock time.
+        """Delete whole sessions, or everything captured at or after a wall-clock time.
+
+        ``keep_session`` (the one being recorded) loses its events but keeps its session row, so
+        the recorder can go on writing into it.
 
         Frames and tiles that nothing else refers to go too (frames and tiles are shared between
         sessions when identical). ``secure_delete`` zeroes the freed pages and the WAL is
@@ -342,14 +346,16 @@ class Store:
         db = self.db
         try:
             with db:
-                if session is not None:
-                    counts["events"] = db.execute(
+                sessions = list(sessions)
+                for session in sessions:
+                    counts["events"] += db.execute(
                         "DELETE FROM events WHERE session = ?", (session,)
                     ).rowcount
-                    counts["sessions"] = db.execute(
-                        "DELETE FROM sessions WHERE id = ?", (session,)
-                    ).rowcount
-                elif since_wall_ns is not None:
+                    if session != keep_session:
+                        counts["sessions"] += db.execute(
+                            "DELETE FROM sessions WHERE id = ?", (session,)
+                        ).rowcount
+                if since_wall_ns is not None:
                     for sid, wall0, mono0 in db.execute(
                         "SELECT id, started_wall_ns, started_mono_ns FROM sessions"
                     ).fetchall():
@@ -384,7 +390,7 @@ class Store:
                 for h in tiles:
                     db.execute("DELETE FROM tiles WHERE hash = ?", (h,))
                 counts["tiles"] = len(tiles)
-                what = {"session": session} if session is not None else {"since": since_wall_ns}
+                what = {"sessions": sessions} if sessions else {"since": since_wall_ns}
                 import time
 
                 db.execute(
@@ -403,11 +409,3 @@ class Store:
         except sqlite3.Error as exc:
             raise _friendly(exc, self.root, "delete from") from None
         return counts
-
-    def size_bytes(self) -> int:
-        """Bytes the store's files take on disk (database, WAL)."""
-        total = 0
-        for path in self.root.glob(DB_NAME + "*"):
-            with contextlib.suppress(OSError):
-                total += path.stat().st_size
-        return total
