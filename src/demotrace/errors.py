@@ -66,3 +66,9 @@ class ControlError(DemotraceError):
     """No recorder answers on the control socket (pause, resume, status, forget)."""
 
     exit_code = 11
+
+
+class DatasetError(DemotraceError):
+    """A dataset cannot be built, read or exported (bad source, newer format, damaged files)."""
+
+    exit_code = 12
