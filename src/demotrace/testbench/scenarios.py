@@ -67,7 +67,12 @@ def run_scenario(
 ) -> ScenarioRun:
     from demotrace.testbench.apps import ensure_app
 
-    apps = {name: ensure_app(desktop, name) for name in scenario.apps}
+    apps = {}
+    for name in scenario.apps:
+        running = desktop.apps.get(name)
+        apps[name] = ensure_app(desktop, name)
+        if running is None or running.poll() is not None:
+            worker.launched(apps[name].wm_class)
     runner = _Runner(scenario, desktop, worker, apps)
     started = time.monotonic()
     try:

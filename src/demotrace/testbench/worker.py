@@ -7,7 +7,7 @@ it completes (also when it fails, with ``error``). Fields, all lines::
 
     seq             1, 2, ... per worker
     action          move click drag scroll type key hotkey wait select_option menu switch_app
-                    motion_storm type_storm
+                    motion_storm type_storm launch
     t_start_ns      time.monotonic_ns() just before the first synthetic event (entry if none)
     t_end_ns        time.monotonic_ns() after the last event was synced (exit if none)
     first_event_ns  time.monotonic_ns() just before the first non-motion event, or null
@@ -257,6 +257,12 @@ class ScriptedWorker(KeyboardActions, WidgetActions):
         return start
 
     # ---------------------------------------------------------------------- actions
+    def launched(self, app_class: str) -> None:
+        """Note that the scenario started an app (of WM_CLASS ``app_class``), which took the
+        focus without any input from the worker: a switch from outside the recorded apps."""
+        with self._action("launch", app=app_class):
+            pass
+
     def move(self, x: int, y: int, target: str | None = None) -> None:
         with self._action("move", x=x, y=y, target=target) as rec:
             rec.fields["from"] = list(self._glide(x, y))

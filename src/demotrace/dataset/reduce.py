@@ -1,0 +1,726 @@
+"""The reducer: one session's raw events -> canonical actions. Pure, versioned, deterministic.
+
+Input is a pyarrow Table with :data:`~demotrace.dataset.schema.EVENT_SCHEMA` in ``seq`` order.
+Pointer moves (98% of the rows) are never visited one by one: they are cut out as numpy arrays
+and used in bulk (paths by ``searchsorted``, drag tests by slicing). A single Python pass walks the
+other rows and builds *atoms* (a press and its release, a wheel run, a typed text, a key press, a focus
+change); a second pass merges and relabels them: multi-clicks, drags, app switches, dropdown and
+menu choices, submenu hovers, and waits. Actions keep screen pixels; :func:`canonical` turns one
+into the normalised JSON of ``docs/dataset.md``.
+
+Rules and their thresholds live in :class:`ReduceConfig`; ``docs/reducer.md`` explains each one.
+"""
+
+from __future__ import annotations
+
+import json
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from demotrace.model import MOD_ALT, MOD_CONTROL, MOD_SHIFT, MOD_SUPER, Kind
+from demotrace.privacy.keys import BACKSPACE, apply_edits, keysym_char
+
+#: Bump when a rule changes what the reducer produces for the same input.
+REDUCER_VERSION = 1
+
+_BUTTON_NAMES = {1: "left", 2: "middle", 3: "right", 8: "back", 9: "forward"}
+_WHEEL = {4: (0, 1), 5: (0, -1), 6: (-1, 0), 7: (1, 0)}
+_MODIFIER_KEYS = {
+    "Shift_L": MOD_SHIFT, "Shift_R": MOD_SHIFT, "Control_L": MOD_CONTROL,
+    "Control_R": MOD_CONTROL, "Alt_L": MOD_ALT, "Alt_R": MOD_ALT, "Meta_L": MOD_ALT,
+    "Meta_R": MOD_ALT, "Super_L": MOD_SUPER, "Super_R": MOD_SUPER, "Hyper_L": MOD_SUPER,
+    "Hyper_R": MOD_SUPER, "ISO_Level3_Shift": 0, "Mode_switch": 0, "Caps_Lock": 0,
+    "Num_Lock": 0,
+}  # fmt: skip
+#: X keysym name -> pyautogui key name, for keys whose names differ.
+_PYAUTOGUI = {
+    "Return": "enter", "KP_Enter": "enter", "Tab": "tab", "ISO_Left_Tab": "tab",
+    "Escape": "esc", "BackSpace": "backspace", "Delete": "delete", "KP_Delete": "delete",
+    "Insert": "insert", "KP_Insert": "insert", "Up": "up", "Down": "down", "Left": "left",
+    "Right": "right", "KP_Up": "up", "KP_Down": "down", "KP_Left": "left", "KP_Right": "right",
+    "Home": "home", "End": "end", "KP_Home": "home", "KP_End": "end", "Prior": "pageup",
+    "Next": "pagedown", "KP_Prior": "pageup", "KP_Next": "pagedown", "space": "space",
+    "Menu": "apps", "Print": "printscreen", "Pause": "pause", "Scroll_Lock": "scrolllock",
+    "KP_Add": "add", "KP_Subtract": "subtract", "KP_Multiply": "multiply",
+    "KP_Divide": "divide", "KP_Decimal": "decimal",
+    **{f"KP_{i}": f"num{i}" for i in range(10)},
+    **{f"F{i}": f"f{i}" for i in range(1, 25)},
+}  # fmt: skip
+_MENU_TYPES = {"POPUP_MENU": "menu", "MENU": "menu", "DROPDOWN_MENU": "dropdown"}
+_DROPDOWN_TYPES = {"COMBO": "dropdown", "DROPDOWN": "dropdown"}
+#: How far apart the X server may deliver a press and the map it caused, on two connections.
+_SKEW_NS = 50_000_000
+_INPUT_KINDS = (int(Kind.MOVE), int(Kind.BUTTON), int(Kind.WHEEL), int(Kind.KEY))
+
+
+@dataclass(frozen=True)
+class ReduceConfig:
+    """Thresholds of the reduction rules (the defaults are the documented ones)."""
+
+    #: Presses of one button closer than this in time and space add to the click count.
+    double_click_s: float = 0.4
+    double_click_px: int = 4
+    #: A release this far (px) from its press makes a drag.
+    drag_px: int = 5
+    #: A wheel run ends after this pause, or when the pointer moves this far.
+    scroll_gap_s: float = 0.5
+    scroll_px: int = 8
+    #: Presses of the same key this close together are one ``key`` step with a count.
+    key_repeat_s: float = 0.5
+    #: Idle time inside an episode that becomes a ``wait`` step.
+    wait_s: float = 3.0
+    #: A focus change this soon after an alt+tab or a click is credited to it.
+    switch_s: float = 1.5
+    #: A popup mapped this soon after a click was opened by it.
+    popup_s: float = 1.0
+    #: A pointer still for this long has come to rest (submenu hover).
+    rest_s: float = 0.05
+    #: Points kept of the pointer path before an action, and of a drag's path.
+    path_points: int = 64
+    drag_points: int = 32
+
+
+@dataclass(slots=True)
+class Action:
+    """One canonical action in screen pixels, with where it came from."""
+
+    type: str
+    t_start: int
+    t_end: int
+    seq_start: int
+    seq_end: int
+    fields: dict[str, Any]
+    skills: list[str] = field(default_factory=list)
+    app: str | None = None
+    title: str | None = None
+    url: str | None = None
+    window: int = 0
+    #: (type, [x, y, w, h]) of the popup a click chose in, for the item box (found in pixels).
+    popup: tuple[str, list[int]] | None = None
+    pointer: tuple[int, int] | None = None
+    path: np.ndarray | None = None  # (n, 3): x, y, t_ns
+    frame: str | None = None
+    frame_t: int | None = None
+
+
+@dataclass
+class Reduction:
+    """What the reducer found in one session."""
+
+    actions: list[Action]
+    screens: list[tuple[int, int, int]]  # (seq, w, h)
+    markers: list[tuple[int, int, str, str | None]]  # (t, seq, what, text)
+    gaps: list[tuple[int, int, str, int]]  # (t, seq, reason, duration_ns)
+    idle: list[tuple[int, int]]  # (t_from, t_to) of input silences of wait_s or more
+    n_events: int
+    t_first: int
+    t_last: int
+    timeline: list[tuple[int, str]] = field(default_factory=list)  # (t_grab, frame), sorted
+
+    def frame_before(self, t: int) -> tuple[str, int] | None:
+        """The last frame grabbed at or before ``t``: (frame, t_grab)."""
+        i = bisect_right(self.timeline, (t, "\uffff")) - 1
+        return (self.timeline[i][1], self.timeline[i][0]) if i >= 0 else None
+
+    def screen_at(self, seq: int) -> tuple[int, int]:
+        """Screen size in force at ``seq`` (the first one before the first SCREEN row)."""
+        if not self.screens:
+            return (0, 0)
+        i = bisect_right([s[0] for s in self.screens], seq) - 1
+        _, w, h = self.screens[max(i, 0)]
+        return (w, h)
+
+
+def key_name(name: str) -> str:
+    """pyautogui's name of an X keysym name (``Return`` -> ``enter``, ``A`` -> ``a``)."""
+    if name in _PYAUTOGUI:
+        return _PYAUTOGUI[name]
+    char = keysym_char(name)
+    if char is not None:
+        return char.lower() if char.isalpha() else char
+    return name.lower()
+
+
+def _mods(state: int) -> list[str]:
+    out = []
+    if state & MOD_CONTROL:
+        out.append("ctrl")
+    if state & MOD_ALT:
+        out.append("alt")
+    if state & MOD_SHIFT:
+        out.append("shift")
+    if state & MOD_SUPER:
+        out.append("win")
+    return out
+
+
+def _col(table: pa.Table, name: str, fill: int = 0) -> np.ndarray:
+    return pc.fill_null(table.column(name), fill).to_numpy()
+
+
+class _Moves:
+    """The session's pointer moves as arrays, for paths and positions in bulk."""
+
+    def __init__(self, seq: np.ndarray, t: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
+        self.seq, self.t, self.x, self.y = seq, t, x, y
+
+    def between(self, seq_from: int, seq_to: int) -> slice:
+        """Moves with seq_from < seq < seq_to."""
+        a = int(np.searchsorted(self.seq, seq_from, side="right"))
+        b = int(np.searchsorted(self.seq, seq_to, side="left"))
+        return slice(a, max(a, b))
+
+    def at(self, seq: int) -> tuple[int, int] | None:
+        """Pointer position of the last move before ``seq``."""
+        i = int(np.searchsorted(self.seq, seq, side="left")) - 1
+        return (int(self.x[i]), int(self.y[i])) if i >= 0 else None
+
+
+def _thin(n: int, keep: int) -> np.ndarray:
+    """Indices of at most ``keep`` points of ``n``, evenly spread, always the first and last."""
+    if n <= keep:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, keep).round().astype(np.int64))
+
+
+class _Walker:
+    """The single pass over non-move rows: builds atoms and the context they happened in."""
+
+    def __init__(self, cfg: ReduceConfig, moves: _Moves) -> None:
+        self.cfg = cfg
+        self.moves = moves
+        self.atoms: list[Action] = []
+        self.focus: list[tuple[int, int, int, str, str]] = []  # (t, seq, window, app, title)
+        self.popups: list[tuple[int, int, int, str, list[int]]] = []  # (t, seq, map, type, geom)
+        self.frames_for: dict[int, tuple[str, int]] = {}
+        self.timeline: list[tuple[int, str]] = []  # (t_grab, frame)
+        self.screens: list[tuple[int, int, int]] = []
+        self.markers: list[tuple[int, int, str, str | None]] = []
+        self.gaps: list[tuple[int, int, str, int]] = []
+        self.app: str | None = None
+        self.title: str | None = None
+        self.url: str | None = None
+        self.window = 0
+        self.press: Action | None = None  # a button press waiting for its release
+        self.scroll: Action | None = None
+        self.text: Action | None = None  # an open typed text (TEXT row or named keys)
+        self.tokens: list[str] | None = None  # named typing keys (event model 1, tests)
+        self.held = 0  # modifier bits from modifier key presses, for rows without state
+        self.down: set[int] = set()  # key codes held
+        self.last_key: tuple[int, int] | None = None  # (code, t) of the last key press
+
+    def _new(self, kind: str, t: int, seq: int, **fields: Any) -> Action:
+        a = Action(kind, t, t, seq, seq, fields, app=self.app, title=self.title, url=self.url)
+        a.window = self.window
+        self.atoms.append(a)
+        return a
+
+    def _close_runs(self) -> None:
+        self.scroll = None
+        self._close_text()
+
+    def _close_text(self) -> None:
+        if self.tokens is not None and self.text is not None:
+            self.text.fields["text"] = apply_edits(self.tokens)
+            if not self.text.fields["text"]:
+                self.atoms.remove(self.text)
+        self.tokens = None
+        self.text = None
+
+    def _finish_press(self, t: int, seq: int, x: int, y: int) -> None:
+        a = self.press
+        self.press = None
+        if a is None:
+            return
+        a.t_end, a.seq_end = t, seq
+        a.fields["x1"], a.fields["y1"] = x, y
+
+    def row(self, seq: int, t: int, kind: int, x: int, y: int, code: int, state: int,
+            value: int, name: str | None, data: str | None) -> None:  # fmt: skip
+        if kind == Kind.BUTTON:
+            self._button(seq, t, x, y, code, state, value)
+        elif kind == Kind.KEY:
+            self._key(seq, t, code, state, value, name)
+        elif kind == Kind.WHEEL:
+            self._wheel(seq, t, x, y, code, state)
+        elif kind == Kind.TEXT:
+            self._close_runs()
+            info = json.loads(data or "{}")
+            a = self._new("type", t, seq, text=info.get("text") or "")
+            if info.get("mode") == "masked":
+                a.fields["masked"] = True
+            a.t_end = int(info.get("t_end_ns") or t)
+            self.text = a
+        elif kind == Kind.TARGET:
+            if self.press is not None and data:
+                info = json.loads(data)
+                self.press.fields["_target"] = info
+        elif kind == Kind.FRAME:
+            info = json.loads(data or "{}")
+            frame, t_grab = info.get("frame"), int(info.get("t_grab_ns") or t)
+            if frame:
+                if info.get("for_seq") is not None:
+                    # age: from the last moment the screen was seen to look like this
+                    seen = int(info.get("t_verified_ns") or t_grab)
+                    self.frames_for.setdefault(int(info["for_seq"]), (frame, seen))
+                self.timeline.append((t_grab, frame))
+        elif kind == Kind.FOCUS:
+            info = json.loads(data or "{}")
+            window = int(info.get("window") or 0)
+            if window:
+                self._close_runs()
+                self.window = window
+                self.app, self.title = info.get("app") or "", info.get("title") or ""
+                self.focus.append((t, seq, window, self.app, self.title))
+        elif kind == Kind.TITLE:
+            info = json.loads(data or "{}")
+            if int(info.get("window") or 0) == self.window:
+                self.title = info.get("title") or ""
+        elif kind == Kind.POPUP:
+            info = json.loads(data or "{}")
+            geom = list(info.get("geometry") or [0, 0, 0, 0])
+            self.popups.append((t, seq, value, str(info.get("type") or ""), geom))
+        elif kind == Kind.SCREEN:
+            self.screens.append((seq, x, y))
+        elif kind == Kind.GAP:
+            info = json.loads(data or "{}")
+            self._close_runs()
+            self.gaps.append((t, seq, str(info.get("reason")), int(info.get("duration_ns") or 0)))
+        elif kind == Kind.MARKER:
+            info = json.loads(data or "{}")
+            self._close_runs()
+            self.markers.append((t, seq, str(info.get("what")), info.get("text")))
+        elif kind == Kind.BROWSER:
+            info = json.loads(data or "{}")
+            if "url" in info:
+                self.url = info.get("url")
+
+    def _button(self, seq: int, t: int, x: int, y: int, code: int, state: int, value: int) -> None:
+        if code not in _BUTTON_NAMES:
+            return
+        if value:
+            self._close_runs()
+            if self.press is not None:  # its release was lost: it ends here, where it was
+                p = self.press
+                self._finish_press(p.t_start, p.seq_start, p.fields["x"], p.fields["y"])
+            self.press = self._new(
+                "click", t, seq, x=x, y=y, button=_BUTTON_NAMES[code], count=1,
+                modifiers=_mods(state if state else self.held),
+            )  # fmt: skip
+            self.press.pointer = (x, y)
+        elif self.press is not None and self.press.fields["button"] == _BUTTON_NAMES[code]:
+            self._finish_press(t, seq, x, y)
+
+    def _wheel(self, seq: int, t: int, x: int, y: int, code: int, state: int) -> None:
+        if code not in _WHEEL:
+            return
+        self._close_text()
+        dx, dy = _WHEEL[code]
+        s = self.scroll
+        cfg = self.cfg
+        if s is not None and self.atoms and self.atoms[-1] is s:
+            f = s.fields
+            reverses = (dx and f["dx"] * dx < 0) or (dy and f["dy"] * dy < 0)
+            far = abs(x - f["x"]) > cfg.scroll_px or abs(y - f["y"]) > cfg.scroll_px
+            if not reverses and not far and t - s.t_end <= cfg.scroll_gap_s * 1e9:
+                f["dx"] += dx
+                f["dy"] += dy
+                s.t_end, s.seq_end = t, seq
+                return
+        mods = _mods(state if state else self.held)
+        self.scroll = self._new("scroll", t, seq, x=x, y=y, dx=dx, dy=dy, modifiers=mods)
+        self.scroll.pointer = (x, y)
+
+    def _key(self, seq: int, t: int, code: int, state: int, value: int, name: str | None) -> None:
+        if name is None:  # a typing key of a TEXT row (event model 2): its text is there
+            if self.text is not None and self.tokens is None:
+                self.text.seq_end = seq
+                self.text.t_end = max(self.text.t_end, t)
+            return
+        bit = _MODIFIER_KEYS.get(name)
+        if bit is not None:
+            self.held = self.held | bit if value else self.held & ~bit
+            return
+        if not value:
+            self.down.discard(code)
+            return
+        repeat = code in self.down
+        self.down.add(code)
+        mods = state if state else self.held
+        # a BackSpace inside a TEXT row's span was applied by the recorder already
+        t_open = self.text
+        if name == BACKSPACE and t_open is not None and self.tokens is None and t <= t_open.t_end:
+            t_open.seq_end = seq
+            return
+        char = keysym_char(name) if not mods & (MOD_CONTROL | MOD_ALT | MOD_SUPER) else None
+        if char is not None or (name == BACKSPACE and self.tokens is not None):
+            if self.tokens is None:
+                self._close_runs()
+                self.text = self._new("type", t, seq, text="")
+                self.tokens = []
+            assert self.text is not None
+            self.tokens.append(char if char is not None else BACKSPACE)
+            self.text.t_end, self.text.seq_end = t, seq
+            return
+        self._close_runs()
+        keys = [*_mods(mods), key_name(name)]
+        if name == "ISO_Left_Tab" and "shift" not in keys:  # shift+tab arrives as its own keysym
+            keys.insert(len(keys) - 1, "shift")
+        last = self.atoms[-1] if self.atoms else None
+        if (
+            last is not None
+            and last.type == "key"
+            and last.fields["keys"] == keys
+            and (repeat or t - last.t_end <= self.cfg.key_repeat_s * 1e9)
+        ):
+            last.fields["count"] = last.fields.get("count", 1) + 1
+            last.t_end, last.seq_end = t, seq
+            return
+        self._new("key", t, seq, keys=keys)
+
+
+def _idle(t: np.ndarray, kind: np.ndarray, wait_ns: int) -> list[tuple[int, int]]:
+    """Silences of ``wait_ns`` or more between input events (moves, buttons, wheel, keys)."""
+    ti = t[np.isin(kind, _INPUT_KINDS)]
+    if ti.size < 2:
+        return []
+    ti = np.sort(ti)
+    d = np.diff(ti)
+    where = np.nonzero(d >= wait_ns)[0]
+    return [(int(ti[i]), int(ti[i + 1])) for i in where]
+
+
+def reduce_events(
+    events: pa.Table, screen: tuple[int, int] = (0, 0), config: ReduceConfig | None = None
+) -> Reduction:
+    """Reduce one session's raw events (EVENT_SCHEMA, in seq order) to actions."""
+    cfg = config or ReduceConfig()
+    n = events.num_rows
+    kind = _col(events, "kind")
+    seq = _col(events, "seq")
+    t = _col(events, "t_ns")
+    is_move = kind == Kind.MOVE
+    mi = np.nonzero(is_move)[0]
+    x_all = _col(events, "x")
+    y_all = _col(events, "y")
+    moves = _Moves(seq[mi], t[mi], x_all[mi], y_all[mi])
+    walker = _Walker(cfg, moves)
+    if screen != (0, 0):
+        walker.screens.append((-1, *screen))
+    oi = np.nonzero(~is_move)[0]
+    other = events.take(pa.array(oi))
+    cols = [
+        seq[oi].tolist(),
+        t[oi].tolist(),
+        kind[oi].tolist(),
+        x_all[oi].tolist(),
+        y_all[oi].tolist(),
+        _col(other, "code").tolist(),
+        _col(other, "state").tolist(),
+        _col(other, "value").tolist(),
+        other.column("name").to_pylist(),
+        other.column("data").to_pylist(),
+    ]
+    row = walker.row
+    for args in zip(*cols, strict=True):
+        row(*args)
+    walker._close_runs()
+    if walker.press is not None:  # released after the session ended: a click where it was
+        p = walker.press
+        walker._finish_press(p.t_start, p.seq_start, p.fields["x"], p.fields["y"])
+    actions = _merge(walker, cfg)
+    _attach_paths(actions, moves, cfg)
+    _pair_frames(actions, walker)
+    idle = _idle(t, kind, int(cfg.wait_s * 1e9))
+    return Reduction(
+        actions=actions,
+        screens=walker.screens,
+        markers=walker.markers,
+        gaps=walker.gaps,
+        idle=idle,
+        n_events=n,
+        t_first=int(t.min()) if n else 0,
+        t_last=int(t.max()) if n else 0,
+        timeline=sorted(walker.timeline),
+    )
+
+
+def _merge(w: _Walker, cfg: ReduceConfig) -> list[Action]:
+    """Second pass: drags, multi-clicks, app switches, dropdowns and menus, submenu hovers."""
+    atoms = w.atoms
+    moves = w.moves
+    # drags: the release is far from the press (a release outside the screen is clamped)
+    width, height = (w.screens[-1][1], w.screens[-1][2]) if w.screens else (0, 0)
+    for a in atoms:
+        if a.type != "click":
+            continue
+        f = a.fields
+        x1, y1 = f.pop("x1", f["x"]), f.pop("y1", f["y"])
+        if width and height:
+            x1, y1 = min(max(x1, 0), width - 1), min(max(y1, 0), height - 1)
+        if max(abs(x1 - f["x"]), abs(y1 - f["y"])) > cfg.drag_px:
+            sl = moves.between(a.seq_start, a.seq_end)
+            px, py = moves.x[sl], moves.y[sl]
+            if width and height:
+                px, py = np.clip(px, 0, width - 1), np.clip(py, 0, height - 1)
+            pts = np.column_stack([px, py]) if px.size else np.zeros((0, 2), np.int64)
+            pts = np.vstack([[f["x"], f["y"]], pts, [x1, y1]])
+            pts = pts[_thin(len(pts), cfg.drag_points)]
+            a.type = "drag"
+            a.fields = {
+                "path": pts.astype(int).tolist(),
+                "button": f["button"],
+                "modifiers": f["modifiers"],
+                **({"_target": f["_target"]} if "_target" in f else {}),
+            }
+    # multi-clicks: same button, close in time and space, nothing in between
+    out: list[Action] = []
+    chain_first: Action | None = None
+    for a in atoms:
+        prev = out[-1] if out else None
+        if (
+            a.type == "click"
+            and prev is not None
+            and prev.type == "click"
+            and chain_first is not None
+            and prev.fields["button"] == a.fields["button"]
+            and prev.fields["count"] < 3
+            and a.t_start - prev.t_start <= cfg.double_click_s * 1e9 * prev.fields["count"]
+            and a.t_start - prev.t_end <= cfg.double_click_s * 1e9
+            and abs(a.fields["x"] - chain_first.fields["x"]) <= cfg.double_click_px
+            and abs(a.fields["y"] - chain_first.fields["y"]) <= cfg.double_click_px
+        ):
+            prev.fields["count"] += 1
+            prev.t_end, prev.seq_end = a.t_end, a.seq_end
+            continue
+        chain_first = a if a.type == "click" else None
+        out.append(a)
+    _switches(out, w, cfg)
+    _popups(out, w, cfg)
+    for a in out:
+        target = a.fields.pop("_target", None)
+        if a.type in ("click", "drag") and target:
+            a.window = int(target.get("window") or a.window)
+        if a.type == "key" and any(k in ("ctrl", "alt", "win") for k in a.fields["keys"][:-1]):
+            a.skills.append("shortcut")
+        elif a.type == "drag":
+            a.skills.append("drag")
+        elif a.type == "scroll":
+            a.skills.append("scroll")
+        elif a.type == "type":
+            a.skills.append("typing")
+    out.sort(key=lambda a: (a.seq_start, a.t_start))
+    return out
+
+
+def _switches(out: list[Action], w: _Walker, cfg: ReduceConfig) -> None:
+    """A change of the active app is a ``switch_app``: by keys, by a click, or from outside."""
+    window_ns = int(cfg.switch_s * 1e9)
+    prev_app: str | None = None
+    inputs = sorted((a for a in out if a.type in ("key", "click")), key=lambda a: a.t_start)
+    starts = [a.t_start for a in inputs]
+    for t, seq, window, app, title in w.focus:
+        if prev_app is None or app == prev_app:
+            prev_app = app
+            continue
+        prev_app = app
+        # the focus change and the input that caused it come on two X connections: by time
+        i = bisect_right(starts, t + _SKEW_NS) - 1
+        last = inputs[i] if i >= 0 else None
+        if last is not None and last.type == "key" and t - last.t_start <= window_ns:
+            keys = last.fields["keys"]
+            if any(k in ("alt", "win", "ctrl") for k in keys[:-1]):
+                last.type = "switch_app"
+                last.fields = {"app": app, "via": "keys", "keys": keys}
+                last.app, last.title, last.window = app, title, window
+                last.skills.append("app_switch")
+                continue
+        if last is not None and last.type == "click" and t - last.t_start <= window_ns:
+            target = last.fields.get("_target") or {}
+            if int(target.get("window") or 0) == window or target.get("app") == app:
+                f = last.fields
+                if f["count"] == 1 and not f["modifiers"]:
+                    last.type = "switch_app"
+                    last.fields = {
+                        "app": app, "via": "click", "x": f["x"], "y": f["y"],
+                        "button": f["button"], "_target": target,
+                    }  # fmt: skip
+                last.app, last.title, last.window = app, title, window
+                last.skills.append("app_switch")
+                continue
+        a = Action("switch_app", t, t, seq, seq, {"app": app, "via": "launcher"})
+        a.app, a.title, a.window = app, title, window
+        a.pointer = w.moves.at(seq)
+        a.skills.append("app_switch")
+        out.append(a)
+    out.sort(key=lambda a: (a.seq_start, a.t_start))
+
+
+def _popups(out: list[Action], w: _Walker, cfg: ReduceConfig) -> None:
+    """Clicks that open dropdowns and menus, choices inside them, and hovers that open submenus."""
+    popup_ns = int(cfg.popup_s * 1e9)
+    clicks = sorted(
+        (a for a in out if a.type in ("click", "switch_app") and "x" in a.fields),
+        key=lambda a: a.t_start,
+    )
+    times = [a.t_start for a in clicks]
+    used: set[int] = set()
+    hovers: list[Action] = []
+    for t, seq, mapped, ptype, geom in sorted(w.popups):
+        if not mapped:
+            continue
+        tag = _DROPDOWN_TYPES.get(ptype) or _MENU_TYPES.get(ptype)
+        if tag is None:
+            continue
+        # X delivers the map and the press on different connections: match them by time
+        i = bisect_right(times, t + _SKEW_NS) - 1
+        opener = clicks[i] if i >= 0 else None
+        if opener is not None and id(opener) not in used and t - opener.t_start <= popup_ns:
+            used.add(id(opener))
+            inside = (opener.fields.get("_target") or {}).get("popup")
+            if not inside and tag not in opener.skills:
+                opener.skills.append(tag)
+            continue
+        # no click opened it: the pointer hovered a cascade entry; where it came to rest
+        pos = _rest(w.moves, t, geom, cfg)
+        if pos is not None:
+            px, py, pt, pseq = pos
+            a = Action("move", pt, pt, pseq, pseq, {"x": px, "y": py}, skills=[tag])
+            a.pointer = (px, py)
+            a.app, a.title, a.window = _context_at(w, seq)
+            hovers.append(a)
+    for a in clicks:
+        inside = (a.fields.get("_target") or {}).get("popup")
+        if not inside:
+            continue
+        tag = _DROPDOWN_TYPES.get(inside) or _MENU_TYPES.get(inside)
+        if tag is None:
+            continue
+        if tag not in a.skills:
+            a.skills.append(tag)
+        geom = _open_popup(w, a.seq_start, int(a.fields["_target"].get("window") or 0))
+        if geom is not None:
+            a.popup = (inside, geom)
+    out.extend(hovers)
+    out.sort(key=lambda a: (a.seq_start, a.t_start))
+
+
+def _open_popup(w: _Walker, seq: int, window: int) -> list[int] | None:
+    for _t, s, mapped, _ptype, geom in reversed(w.popups):
+        if s < seq and mapped:
+            return geom
+    return None
+
+
+def _context_at(w: _Walker, seq: int) -> tuple[str | None, str | None, int]:
+    for _t, s, window, app, title in reversed(w.focus):
+        if s < seq:
+            return app, title, window
+    return None, None, 0
+
+
+def _rest(
+    moves: _Moves, t_at: int, geom: list[int], cfg: ReduceConfig
+) -> tuple[int, int, int, int] | None:
+    """Where the pointer hovered to open a submenu mapped at ``t_at`` with ``geom``: its last
+    rest (a still moment of ``rest_s``) before it entered the submenu, within ``popup_s``;
+    else where it was at the map. Returns (x, y, t, seq)."""
+    t = moves.t
+    i = int(np.searchsorted(t, t_at, side="right")) - 1
+    if i < 0:
+        return None
+    gx, gy, gw, gh = geom
+    rest_ns = cfg.rest_s * 1e9
+    until = t_at + cfg.popup_s * 1e9
+    best = i
+    j = i
+    n = len(t)
+    while j + 1 < n and t[j] <= until:
+        if gx <= moves.x[j] < gx + gw and gy <= moves.y[j] < gy + gh:
+            break
+        if t[j + 1] - t[j] >= rest_ns:
+            best = j
+        j += 1
+    return int(moves.x[best]), int(moves.y[best]), int(t[best]), int(moves.seq[best])
+
+
+def _attach_paths(actions: list[Action], moves: _Moves, cfg: ReduceConfig) -> None:
+    """Each action gets the pointer path since the previous action, and its start position."""
+    prev_end = -1
+    for a in actions:
+        sl = moves.between(prev_end, a.seq_start)
+        prev_end = max(prev_end, a.seq_end)
+        if sl.stop > sl.start:
+            idx = _thin(sl.stop - sl.start, cfg.path_points) + sl.start
+            a.path = np.column_stack([moves.x[idx], moves.y[idx], moves.t[idx] - a.t_start])
+        if a.pointer is None:
+            a.pointer = moves.at(a.seq_start)
+
+
+def _pair_frames(actions: list[Action], w: _Walker) -> None:
+    """The frame the recorder grabbed for the action's first raw event; else the last frame
+    grabbed before the action began."""
+    timeline = sorted(w.timeline)
+    grabs = [g for g, _ in timeline]
+    for a in actions:
+        hit = None
+        for s in range(a.seq_start, a.seq_start + 3):
+            hit = w.frames_for.get(s)
+            if hit is not None:
+                break
+        if hit is None and timeline:
+            i = bisect_right(grabs, a.t_start) - 1
+            if i >= 0:
+                hit = (timeline[i][1], timeline[i][0])
+        if hit is not None:
+            a.frame, a.frame_t = hit
+
+
+def _norm(v: float, size: int) -> float:
+    return round(v / size, 6) if size else 0.0
+
+
+def canonical(a: Action, w: int, h: int, target_bbox: list[int] | None = None) -> dict[str, Any]:
+    """The action's canonical JSON (docs/dataset.md): coordinates as fractions of w x h."""
+    f = a.fields
+    out: dict[str, Any] = {"type": a.type}
+    if a.type == "click":
+        out |= {"x": _norm(f["x"], w), "y": _norm(f["y"], h), "button": f["button"]}
+        out |= {"count": f["count"], "modifiers": f["modifiers"]}
+    elif a.type == "drag":
+        out["path"] = [[_norm(x, w), _norm(y, h)] for x, y in f["path"]]
+        out |= {"button": f["button"], "modifiers": f["modifiers"]}
+    elif a.type == "scroll":
+        out |= {"x": _norm(f["x"], w), "y": _norm(f["y"], h), "dx": f["dx"], "dy": f["dy"]}
+        out["modifiers"] = f["modifiers"]
+    elif a.type == "type":
+        out["text"] = f["text"]
+        if f.get("masked"):
+            out["masked"] = True
+    elif a.type == "key":
+        out["keys"] = f["keys"]
+        if f.get("count", 1) > 1:
+            out["count"] = f["count"]
+    elif a.type == "switch_app":
+        out |= {"app": f["app"], "via": f["via"]}
+        if f["via"] == "keys":
+            out["keys"] = f["keys"]
+        elif f["via"] == "click":
+            out |= {"x": _norm(f["x"], w), "y": _norm(f["y"], h), "button": f["button"]}
+    elif a.type == "wait":
+        out["seconds"] = f["seconds"]
+    elif a.type in ("move", "select_option"):
+        out |= {"x": _norm(f["x"], w), "y": _norm(f["y"], h)}
+        if a.type == "select_option":
+            out["value"] = f["value"]
+    if target_bbox is not None:
+        x0, y0, x1, y1 = target_bbox
+        box = [_norm(x0, w), _norm(y0, h), _norm(x1, w), _norm(y1, h)]
+        out["target"] = {"role": "menu item" if a.popup and a.popup[0] != "COMBO" else "option"}
+        out["target"] |= {"bbox": box, "source": "pixels"}
+    return out
