@@ -355,6 +355,102 @@ def _export_frames(store: Any, session: int, folder: Path) -> int:
     return written
 
 
+# -- tasks ------------------------------------------------------------------------------------
+def cmd_task(args: argparse.Namespace) -> int:
+    from demotrace.control import call
+    from demotrace.errors import ControlError
+
+    request: dict[str, Any] = {"cmd": "task", "what": args.what}
+    if args.what == "start":
+        if not args.instruction or not args.instruction.strip():
+            raise DemotraceError(
+                'Say what the task is, in your own words: demotrace task start "Export the '
+                'March invoices as PDF". That sentence becomes the instruction of the episode.'
+            )
+        request["text"] = args.instruction.strip()
+    elif args.instruction:
+        raise DemotraceError("`demotrace task end` takes no instruction; just end the task.")
+    answer = call(data_home(), request)
+    if not answer.get("ok"):
+        raise ControlError(f"The recorder refused the task marker: {answer.get('error')}.")
+    if args.json:
+        out.print_json(json.dumps(answer))
+    elif args.what == "start":
+        out.print(f"task started: {answer.get('text')}")
+    else:
+        out.print("task ended")
+    return 0
+
+
+# -- build and export -------------------------------------------------------------------------
+def cmd_build(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from demotrace.dataset.build import BuildConfig, build
+    from demotrace.dataset.episodes import EpisodeConfig
+
+    source = args.source or str(store_dir(data_home()))
+    cfg = BuildConfig(episodes=EpisodeConfig(idle_split_s=args.idle_split))
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} sessions"),
+        TimeElapsedColumn(),
+        console=err,
+        disable=args.json,
+    )
+    with progress:
+        task = progress.add_task(f"building ({args.engine})", total=None)
+
+        def step(result: Any, done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+            if result.skipped:
+                progress.console.print(
+                    f"[yellow]skipped session {result.ref['session']}:[/] {result.skipped}"
+                )
+
+        info = build(
+            source,
+            Path(args.out),
+            engine=args.engine,
+            cfg=cfg,
+            sessions=args.session or None,
+            overwrite=args.overwrite,
+            progress=step,
+            ray_address=args.ray_address,
+        )
+    if args.json:
+        out.print_json(json.dumps(info))
+        return 0
+    c = info["counts"]
+    out.print(
+        f"[bold]dataset[/] {args.out}: {c['steps']:,} steps in {c['episodes']:,} episodes "
+        f"from {c['sessions']} sessions ({c['events']:,} raw events, {c['frames']:,} screenshots)"
+    )
+    for s in info["skipped"]:
+        out.print(f"[yellow]skipped[/] session {s['session']}: {s['reason']}")
+    for s in info["partial"]:
+        out.print(f"[yellow]partial[/] session {s['session']}: the recorder did not end it")
+    out.print(f"card: {Path(args.out) / 'README.md'}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from demotrace.dataset.formats import export_dataset
+
+    summary = export_dataset(Path(args.dataset), args.format, Path(args.out))
+    if args.json:
+        out.print_json(json.dumps(summary, default=str))
+    else:
+        out.print(
+            f"[bold]{args.format}[/]: {summary.get('steps', 0):,} steps of "
+            f"{summary.get('episodes', 0):,} episodes written to {args.out}"
+        )
+        for reason, n in sorted((summary.get("skipped") or {}).items()):
+            out.print(f"  left out {n:,} steps: {reason}")
+    return 0
+
+
 # -- demo -------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
     from demotrace.demo import run_demo
@@ -428,6 +524,49 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--json", action="store_true")
     sh.add_argument("--frames-out", metavar="DIR", help="also write every paired frame as PNG")
     sh.set_defaults(func=cmd_show)
+
+    tk = sub.add_parser("task", help="mark where a task starts (with its instruction) or ends")
+    tk.add_argument("what", choices=["start", "end"])
+    tk.add_argument("instruction", nargs="?", help="what the task is, in your own words")
+    tk.add_argument("--json", action="store_true")
+    tk.set_defaults(func=cmd_task)
+
+    b = sub.add_parser("build", help="recordings -> a dataset (docs/dataset.md)")
+    b.add_argument("source", nargs="?", help="a local store (default: this machine's)")
+    b.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write")
+    b.add_argument("--engine", choices=["local", "ray"], default="local")
+    b.add_argument("--ray-address", help="join this Ray cluster (default: a local runtime)")
+    b.add_argument("--session", type=int, action="append", metavar="ID", help="only these")
+    b.add_argument(
+        "--idle-split",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="idle seconds that end an episode",
+    )
+    b.add_argument("--overwrite", action="store_true", help="replace an existing dataset")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(func=cmd_build)
+
+    ex = sub.add_parser("export", help="a dataset -> another format or action dialect")
+    ex.add_argument("dataset", metavar="DIR")
+    ex.add_argument(
+        "--format",
+        required=True,
+        choices=[
+            "hf",
+            "agentnet",
+            "pyautogui",
+            "anthropic",
+            "openai",
+            "qwen",
+            "uitars",
+            "mind2web",
+        ],
+    )
+    ex.add_argument("--out", required=True, metavar="OUT")
+    ex.add_argument("--json", action="store_true")
+    ex.set_defaults(func=cmd_export)
 
     d = sub.add_parser("demo", help="record scripted work on a private virtual desktop")
     d.add_argument(

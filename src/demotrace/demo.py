@@ -26,6 +26,7 @@ def run_demo(
     speed: float = 1.0,
     console: Console | None = None,
 ) -> dict[str, Any]:
+    from demotrace.control import call
     from demotrace.privacy.policy import demo_policy_path
     from demotrace.store.db import Store
     from demotrace.summary import session_summary
@@ -67,6 +68,8 @@ def run_demo(
                     for attempt in range(2):
                         for name in list(desk.apps):  # every task starts from fresh apps
                             desk.stop_app(name)
+                        # the worker says what the task is, as a person would
+                        call(home, {"cmd": "task", "what": "start", "text": scenario.instruction})
                         try:
                             run_scenario(scenario, desk, worker)
                             break
@@ -74,6 +77,8 @@ def run_demo(
                             if attempt:
                                 raise
                             console.print(f"[yellow]retrying {scenario.name}:[/] {exc}")
+                        finally:
+                            call(home, {"cmd": "task", "what": "end"})
                     progress.advance(task)
             time.sleep(1.0)  # let the last frames and events commit
         finally:
@@ -92,9 +97,84 @@ def run_demo(
     )
     console.print(f"recording: {store_dir(home)}  (DEMOTRACE_HOME={home})")
     console.print(f"ground truth of the scripted worker: {truth}")
+    dataset = home / "dataset"
+    info, score = build_and_score(home, session, truth, dataset, console)
     exe = Path(sys.executable).parent / "demotrace"
     command = str(exe) if exe.exists() else "demotrace"
     console.print(
         f"look at it: DEMOTRACE_HOME={home} {command} show {session} --frames-out {home / 'frames'}"
     )
-    return {"home": str(home), "session": session, "summary": summary, "truth": str(truth)}
+    console.print(f"the dataset: {dataset} (its card: {dataset / 'README.md'})")
+    return {
+        "home": str(home),
+        "session": session,
+        "summary": summary,
+        "truth": str(truth),
+        "dataset": str(dataset),
+        "counts": info["counts"],
+        "score": score,
+    }
+
+
+def build_and_score(
+    home: Path, session: int, truth: Path, dataset: Path, console: Console
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Build the dataset of ``home`` and score the session's steps against the ground truth."""
+    import pyarrow.parquet as pq
+
+    from demotrace.dataset.build import build
+    from demotrace.privacy.redact import redact
+    from demotrace.store.db import Store
+    from demotrace.testbench.truth import expected_actions, read_truth, score
+
+    info = build(home, dataset, overwrite=True)
+    c = info["counts"]
+    console.print(
+        f"[bold]dataset built[/]: {c['steps']:,} steps in {c['episodes']:,} episodes, {dataset}"
+    )
+    with Store(store_dir(home), create=False) as store:
+        ref = store.session(session)
+    assert ref is not None
+    steps = pq.read_table(
+        dataset / "data",
+        columns=["session", "action", "skills", "t_start", "screen_w", "screen_h"],
+        filters=[("session", "=", session)],
+    ).to_pylist()
+    found = [found_step(r, ref) for r in steps]
+    lines = [
+        line
+        for line in read_truth(truth)
+        if ref["started_mono_ns"] <= line["t_end_ns"] <= (ref["ended_mono_ns"] or 1 << 62)
+    ]
+    result = score(expected_actions(lines, redact), found)
+    console.print(
+        f"steps against the scripted worker's ground truth: precision {result.precision:.1%}, "
+        f"recall {result.recall:.1%} ({result.matched} of {result.expected} actions)"
+    )
+    return info, {
+        "precision": result.precision,
+        "recall": result.recall,
+        "matched": result.matched,
+        "expected": result.expected,
+        "found": result.found,
+    }
+
+
+def found_step(row: dict[str, Any], session: dict[str, Any]) -> Any:
+    """A dataset step back in the scorer's terms: pixels, and the session's monotonic clock."""
+    import json
+
+    from demotrace.testbench.truth import Found
+
+    action = json.loads(row["action"])
+    w, h = row["screen_w"], row["screen_h"]
+    fields = {k: v for k, v in action.items() if k not in ("type", "target")}
+    for key, size in (("x", w), ("y", h)):
+        if key in fields:
+            fields[key] = round(fields[key] * size)
+    if "path" in fields:
+        fields["path"] = [[round(x * w), round(y * h)] for x, y in fields["path"]]
+    t = row["t_start"]
+    wall = t.value if hasattr(t, "value") else int(t.timestamp() * 1e9)
+    mono = wall - session["started_wall_ns"] + session["started_mono_ns"]
+    return Found(action["type"], mono, fields, list(row["skills"] or []))

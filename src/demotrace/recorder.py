@@ -32,6 +32,7 @@ from demotrace.model import (
 )
 from demotrace.privacy.gate import Gate
 from demotrace.privacy.policy import Policy
+from demotrace.privacy.redact import redact
 from demotrace.privacy.scope import Layout
 from demotrace.store.db import Store
 from demotrace.store.writer import FrameWrite, Writer
@@ -180,6 +181,8 @@ class Recorder:
         self._screen = (0, 0)
         self._mask: np.ndarray | None = None
         self.counts: dict[int, int] = {}
+        #: The instruction of the task the worker marked as started (None: no task open).
+        self.task_open: str | None = None
         self.warnings: list[str] = []
         self.started_ns = 0
 
@@ -392,6 +395,7 @@ class Recorder:
             "pause_left_s": left,
             "seconds": (now_ns() - self.started_ns) / 1e9 if self.started_ns else 0.0,
             "events": sum(self.counts.values()),
+            "task": self.task_open,
         }
 
     def forget(self, *, since_wall_ns: int | None = None, sessions: Iterable[int] = ()) -> dict:
@@ -413,6 +417,18 @@ class Recorder:
                 self._ring.forget()
         return {"ok": True, **counts}
 
+    def task(self, what: str, text: str | None = None) -> dict[str, Any]:
+        """Mark where a task starts (with the worker's instruction, redacted) or ends."""
+        if what not in ("start", "end"):
+            return {"ok": False, "error": f"unknown task marker {what!r}; use start or end"}
+        data: dict[str, Any] = {"what": f"task_{what}"}
+        if what == "start" and text:
+            data["text"] = redact(str(text))[:2000]
+        row = Row(now_ns(), None, Kind.MARKER, data=json.dumps(data, separators=(",", ":")))
+        self._on_rows([row])
+        self.task_open = data.get("text", "") if what == "start" else None
+        return {"ok": True, "task": what, "text": data.get("text")}
+
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """Answer one control request (from the control socket)."""
         cmd = request.get("cmd")
@@ -430,6 +446,8 @@ class Recorder:
                 since_wall_ns=request.get("since_wall_ns"),
                 sessions=[int(n) for n in request.get("sessions") or ()],
             )
+        if cmd == "task":
+            return self.task(str(request.get("what") or ""), request.get("text"))
         if cmd == "stop":
             self.failed.set()  # the record loop stops on this, as on Ctrl-C
             return {"ok": True, "stopping": True}

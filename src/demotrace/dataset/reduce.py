@@ -3,9 +3,9 @@
 Input is a pyarrow Table with :data:`~demotrace.dataset.schema.EVENT_SCHEMA` in ``seq`` order.
 Pointer moves (98% of the rows) are never visited one by one: they are cut out as numpy arrays
 and used in bulk (paths by ``searchsorted``, drag tests by slicing). A single Python pass walks the
-other rows and builds *atoms* (a press and its release, a wheel run, a typed text, a key press, a focus
-change); a second pass merges and relabels them: multi-clicks, drags, app switches, dropdown and
-menu choices, submenu hovers, and waits. Actions keep screen pixels; :func:`canonical` turns one
+other rows and builds *atoms* (a press and its release, a wheel run, a typed text, a key press, a
+focus change); a second pass merges and relabels them: multi-clicks, drags, app switches, dropdown
+and menu choices, and submenu hovers (waits are added with the episodes). Actions keep screen pixels; :func:`canonical` turns one
 into the normalised JSON of ``docs/dataset.md``.
 
 Rules and their thresholds live in :class:`ReduceConfig`; ``docs/reducer.md`` explains each one.
@@ -310,7 +310,7 @@ class _Walker:
                 self._finish_press(p.t_start, p.seq_start, p.fields["x"], p.fields["y"])
             self.press = self._new(
                 "click", t, seq, x=x, y=y, button=_BUTTON_NAMES[code], count=1,
-                modifiers=_mods(state if state else self.held),
+                modifiers=_mods(state if state >= 0 else self.held),
             )  # fmt: skip
             self.press.pointer = (x, y)
         elif self.press is not None and self.press.fields["button"] == _BUTTON_NAMES[code]:
@@ -332,7 +332,7 @@ class _Walker:
                 f["dy"] += dy
                 s.t_end, s.seq_end = t, seq
                 return
-        mods = _mods(state if state else self.held)
+        mods = _mods(state if state >= 0 else self.held)
         self.scroll = self._new("scroll", t, seq, x=x, y=y, dx=dx, dy=dy, modifiers=mods)
         self.scroll.pointer = (x, y)
 
@@ -351,7 +351,7 @@ class _Walker:
             return
         repeat = code in self.down
         self.down.add(code)
-        mods = state if state else self.held
+        mods = state if state >= 0 else self.held
         # a BackSpace inside a TEXT row's span was applied by the recorder already
         t_open = self.text
         if name == BACKSPACE and t_open is not None and self.tokens is None and t <= t_open.t_end:
@@ -421,7 +421,7 @@ def reduce_events(
         x_all[oi].tolist(),
         y_all[oi].tolist(),
         _col(other, "code").tolist(),
-        _col(other, "state").tolist(),
+        _col(other, "state", -1).tolist(),  # -1: not known (0 means no modifier held)
         _col(other, "value").tolist(),
         other.column("name").to_pylist(),
         other.column("data").to_pylist(),

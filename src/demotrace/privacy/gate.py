@@ -225,6 +225,10 @@ class Gate:
                 self._title(row, out)
             elif kind == Kind.POPUP:
                 self._popup(row, out)
+            elif kind == Kind.MARKER:
+                # the worker's own task marker (already redacted): ends typing, never dropped
+                self._close_sequence(row[0], out)
+                out.append((self._next_seq(), row))
             else:  # SCREEN: harmless, stored even inside a gap (and does not end it)
                 out.append((self._next_seq(), row))
         if out:
