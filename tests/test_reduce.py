@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from events_builder import Events
 
 from demotrace.dataset.episodes import EpisodeConfig, split_episodes
 from demotrace.dataset.reduce import ReduceConfig, canonical, key_name, reduce_events
 from demotrace.model import MOD_ALT, MOD_CONTROL, MOD_LOCK, MOD_SHIFT
+from events_builder import Events
 
 
 def actions(ev: Events, **cfg: object) -> list[tuple[str, dict]]:

@@ -5,8 +5,8 @@ Pointer moves (98% of the rows) are never visited one by one: they are cut out a
 and used in bulk (paths by ``searchsorted``, drag tests by slicing). A single Python pass walks the
 other rows and builds *atoms* (a press and its release, a wheel run, a typed text, a key press, a
 focus change); a second pass merges and relabels them: multi-clicks, drags, app switches, dropdown
-and menu choices, and submenu hovers (waits are added with the episodes). Actions keep screen pixels; :func:`canonical` turns one
-into the normalised JSON of ``docs/dataset.md``.
+and menu choices, and submenu hovers (waits are added with the episodes). Actions keep screen
+pixels; :func:`canonical` turns one into the normalised JSON of ``docs/dataset.md``.
 
 Rules and their thresholds live in :class:`ReduceConfig`; ``docs/reducer.md`` explains each one.
 """
