@@ -295,7 +295,8 @@ class DatasetWriter:
             self._write_file(STEPS_PER_FILE)
 
     def _write_file(self, rows: int) -> None:
-        table = pa.concat_tables(self._pending)
+        # an empty dataset still has one (empty) steps file, so that every reader finds it
+        table = pa.concat_tables(self._pending) if self._pending else STEP_SCHEMA.empty_table()
         head, rest = table.slice(0, rows), table.slice(rows)
         self._pending = [rest] if rest.num_rows else []
         self._pending_rows = rest.num_rows
@@ -338,9 +339,7 @@ class DatasetWriter:
                 if s.skipped
             ],
             "partial": [
-                {"device": s.ref["device"], "session": s.ref["session"]}
-                for s in built
-                if s.partial
+                {"device": s.ref["device"], "session": s.ref["session"]} for s in built if s.partial
             ],
         } | info_extra
         (self.tmp / "meta" / "info.json").write_text(json.dumps(info, indent=2) + "\n")
