@@ -61,6 +61,9 @@ def put_frame(store: Store, session: int, img: Image.Image, t_grab: int) -> str:
     return fh.hex()
 
 
+_COLS = ("x", "y", "code", "state", "value", "name", "data")
+
+
 def write_session(
     root: Path,
     ev: Events,
@@ -86,8 +89,7 @@ def write_session(
             store.db.executemany(
                 "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
                 [
-                    (session, r["seq"], r["t_ns"], None, r["kind"], r["x"], r["y"], r["code"])
-                    + (r["state"], r["value"], r["name"], r["data"])
+                    (session, r["seq"], r["t_ns"], None, r["kind"], *(r[c] for c in _COLS))
                     for r in ev.rows
                 ],
             )
