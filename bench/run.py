@@ -23,6 +23,9 @@ def main() -> None:
     subprocess.run([sys.executable, HERE / "workload.py", "--minutes", minutes], check=True)
     subprocess.run([sys.executable, HERE / "privacy.py"], check=True)
     subprocess.run([sys.executable, HERE / "redact_fp.py"], check=True)
+    hours = "1" if args.quick else "8"
+    subprocess.run([sys.executable, HERE / "reduce.py", "--hours", hours], check=True)
+    subprocess.run([sys.executable, HERE / "build_bench.py"], check=True)
 
 
 if __name__ == "__main__":

@@ -185,7 +185,7 @@ def _thin(n: int, keep: int) -> np.ndarray:
     """Indices of at most ``keep`` points of ``n``, evenly spread, always the first and last."""
     if n <= keep:
         return np.arange(n)
-    return np.unique(np.linspace(0, n - 1, keep).round().astype(np.int64))
+    return np.arange(keep) * (n - 1) // (keep - 1)  # strictly increasing as n > keep
 
 
 class _Walker:
@@ -256,19 +256,6 @@ class _Walker:
                 a.fields["masked"] = True
             a.t_end = int(info.get("t_end_ns") or t)
             self.text = a
-        elif kind == Kind.TARGET:
-            if self.press is not None and data:
-                info = json.loads(data)
-                self.press.fields["_target"] = info
-        elif kind == Kind.FRAME:
-            info = json.loads(data or "{}")
-            frame, t_grab = info.get("frame"), int(info.get("t_grab_ns") or t)
-            if frame:
-                if info.get("for_seq") is not None:
-                    # age: from the last moment the screen was seen to look like this
-                    seen = int(info.get("t_verified_ns") or t_grab)
-                    self.frames_for.setdefault(int(info["for_seq"]), (frame, seen))
-                self.timeline.append((t_grab, frame))
         elif kind == Kind.FOCUS:
             info = json.loads(data or "{}")
             window = int(info.get("window") or 0)
@@ -337,11 +324,6 @@ class _Walker:
         self.scroll.pointer = (x, y)
 
     def _key(self, seq: int, t: int, code: int, state: int, value: int, name: str | None) -> None:
-        if name is None:  # a typing key of a TEXT row (event model 2): its text is there
-            if self.text is not None and self.tokens is None:
-                self.text.seq_end = seq
-                self.text.t_end = max(self.text.t_end, t)
-            return
         bit = _MODIFIER_KEYS.get(name)
         if bit is not None:
             self.held = self.held | bit if value else self.held & ~bit
@@ -386,13 +368,75 @@ class _Walker:
 
 def _idle(t: np.ndarray, kind: np.ndarray, wait_ns: int) -> list[tuple[int, int]]:
     """Silences of ``wait_ns`` or more between input events (moves, buttons, wheel, keys)."""
-    ti = t[np.isin(kind, _INPUT_KINDS)]
+    ti = t[(kind >= Kind.MOVE) & (kind <= Kind.KEY)]
     if ti.size < 2:
         return []
-    ti = np.sort(ti)
+    # rows are in stream order, times nearly so: a running maximum stands in for a sort
+    ti = np.maximum.accumulate(ti)
     d = np.diff(ti)
     where = np.nonzero(d >= wait_ns)[0]
     return [(int(ti[i]), int(ti[i + 1])) for i in where]
+
+
+_FRAME_JSON = pa.schema(
+    [
+        ("frame", pa.string()),
+        ("for_seq", pa.int64()),
+        ("t_grab_ns", pa.int64()),
+        ("t_verified_ns", pa.int64()),
+    ]
+)
+_TARGET_JSON = pa.schema([("window", pa.int64()), ("app", pa.string()), ("popup", pa.string())])
+
+
+def _json_rows(events: pa.Table, where: np.ndarray, schema: pa.Schema) -> pa.Table:
+    """The ``data`` JSON of the rows at ``where``, parsed in bulk by Arrow into ``schema``."""
+    import pyarrow.json as pj
+
+    texts = events.column("data").take(pa.array(where)).to_pylist()
+    body = "\n".join(t or "{}" for t in texts).encode()
+    opts = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    return pj.read_json(pa.BufferReader(body), parse_options=opts)
+
+
+def _bulk_frames(w: _Walker, events: pa.Table, kind: np.ndarray, t: np.ndarray) -> None:
+    where = np.nonzero(kind == Kind.FRAME)[0]
+    if not where.size:
+        return
+    info = _json_rows(events, where, _FRAME_JSON)
+    frames = info.column("frame").to_pylist()
+    grab = pc.coalesce(info.column("t_grab_ns"), pa.array(t[where])).to_pylist()
+    # age: from the last moment the screen was seen to look like this
+    seen = pc.coalesce(info.column("t_verified_ns"), pa.array(grab)).to_pylist()
+    for frame, for_seq, g, v in zip(
+        frames, info.column("for_seq").to_pylist(), grab, seen, strict=True
+    ):
+        if frame:
+            if for_seq is not None:
+                w.frames_for.setdefault(for_seq, (frame, v))
+            w.timeline.append((g, frame))
+
+
+def _bulk_targets(events: pa.Table, kind: np.ndarray, seq: np.ndarray) -> dict[int, dict]:
+    where = np.nonzero(kind == Kind.TARGET)[0]
+    if not where.size:
+        return {}
+    info = _json_rows(events, where, _TARGET_JSON).to_pylist()
+    return dict(zip(seq[where].tolist(), info, strict=True))
+
+
+def _extend_texts(atoms: list[Action], key_seq: np.ndarray, key_t: np.ndarray) -> None:
+    """A TEXT row's action spans its nameless key rows, up to the next action."""
+    if not key_seq.size:
+        return
+    for i, a in enumerate(atoms):
+        if a.type != "type":
+            continue
+        limit = atoms[i + 1].seq_start if i + 1 < len(atoms) else 1 << 62
+        j = int(np.searchsorted(key_seq, limit, side="left")) - 1
+        if j >= 0 and key_seq[j] > a.seq_start:
+            a.seq_end = max(a.seq_end, int(key_seq[j]))
+            a.t_end = max(a.t_end, int(key_t[j]))
 
 
 def reduce_events(
@@ -412,7 +456,13 @@ def reduce_events(
     walker = _Walker(cfg, moves)
     if screen != (0, 0):
         walker.screens.append((-1, *screen))
-    oi = np.nonzero(~is_move)[0]
+    # frames and targets (a fifth of the other rows) are read in bulk, not in the loop
+    _bulk_frames(walker, events, kind, t)
+    targets = _bulk_targets(events, kind, seq)
+    # ... and so are the nameless key rows of typed text (event model 2): its TEXT row has it all
+    nameless = pc.is_null(events.column("name")).to_numpy(zero_copy_only=False)
+    typing = (kind == Kind.KEY) & nameless
+    oi = np.nonzero(~is_move & (kind != Kind.FRAME) & (kind != Kind.TARGET) & ~typing)[0]
     other = events.take(pa.array(oi))
     cols = [
         seq[oi].tolist(),
@@ -433,6 +483,14 @@ def reduce_events(
     if walker.press is not None:  # released after the session ended: a click where it was
         p = walker.press
         walker._finish_press(p.t_start, p.seq_start, p.fields["x"], p.fields["y"])
+    _extend_texts(walker.atoms, seq[typing], t[typing])
+    if targets:
+        for a in walker.atoms:
+            if a.type == "click":
+                s = a.seq_start
+                hit = targets.get(s + 1) or targets.get(s + 2) or targets.get(s + 3)
+                if hit is not None:
+                    a.fields["_target"] = hit
     actions = _merge(walker, cfg)
     _attach_paths(actions, moves, cfg)
     _pair_frames(actions, walker)
@@ -651,14 +709,26 @@ def _rest(
 
 def _attach_paths(actions: list[Action], moves: _Moves, cfg: ReduceConfig) -> None:
     """Each action gets the pointer path since the previous action, and its start position."""
-    prev_end = -1
-    for a in actions:
-        sl = moves.between(prev_end, a.seq_start)
-        prev_end = max(prev_end, a.seq_end)
-        if sl.stop > sl.start:
-            idx = _thin(sl.stop - sl.start, cfg.path_points) + sl.start
-            a.path = np.column_stack([moves.x[idx], moves.y[idx], moves.t[idx] - a.t_start])
-        if a.pointer is None:
+    if not actions:
+        return
+    starts = np.fromiter((a.seq_start for a in actions), np.int64, len(actions))
+    ends = np.maximum.accumulate(np.fromiter((a.seq_end for a in actions), np.int64, len(actions)))
+    prev_end = np.concatenate([[-1], ends[:-1]])
+    lo = np.searchsorted(moves.seq, prev_end, side="right")
+    hi = np.maximum(lo, np.searchsorted(moves.seq, starts, side="left"))
+    keep = cfg.path_points
+    mx, my, mt = moves.x, moves.y, moves.t
+    for a, a_lo, a_hi in zip(actions, lo.tolist(), hi.tolist(), strict=True):
+        n = a_hi - a_lo
+        if n:
+            idx = _thin(n, keep) + a_lo
+            path = np.empty((len(idx), 3), np.int64)
+            path[:, 0], path[:, 1], path[:, 2] = mx[idx], my[idx], mt[idx]
+            path[:, 2] -= a.t_start
+            a.path = path
+            if a.pointer is None:
+                a.pointer = (int(mx[a_hi - 1]), int(my[a_hi - 1]))
+        elif a.pointer is None:
             a.pointer = moves.at(a.seq_start)
 
 

@@ -202,9 +202,9 @@ def _fits(e: Expected, f: Found) -> bool:
         )
     if e.type == "drag":
         path = ff["path"]
-        return (
-            _close(ef["start"], path[0]) and _close(ef["end"], path[-1])
-        ) and ef["button"] == ff["button"]
+        return (_close(ef["start"], path[0]) and _close(ef["end"], path[-1])) and ef[
+            "button"
+        ] == ff["button"]
     if e.type == "scroll":
         return _close([ef["x"], ef["y"]], [ff["x"], ff["y"]]) and (ef["dx"], ef["dy"]) == (
             ff["dx"],
