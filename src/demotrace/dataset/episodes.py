@@ -101,6 +101,12 @@ def split_episodes(red: Reduction, cfg: EpisodeConfig | None = None) -> list[Epi
             ii = j
         current.actions.append(a)
         prev = a
+    # what ended the last episode: the first boundary after its last action, else the session
+    rest = [b[2] for b in bounds[bi:]]
+    if current is not None and rest:
+        ended_by_marker = marked and any(w.startswith("task_") for w in rest)
+        first = rest[0]
+        current.end_reason = "marker" if ended_by_marker or first.startswith("task_") else first
     episodes = [e for e in episodes if e.actions]
     for i, e in enumerate(episodes):
         e.index = i
