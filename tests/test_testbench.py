@@ -210,5 +210,11 @@ def test_scenario_runs_to_its_expected_state(name: str, tmp_path: Path) -> None:
         run = run_scenario(scenario, desk, w)
     assert run.state is not None
     lines = _truth(truth)
+    launches = [line for line in lines if line["action"] == "launch"]
+    lines = [line for line in lines if line["action"] != "launch"]
     assert {line["step"] for line in lines} == {s.index for s in scenario.steps if s.do != "check"}
-    assert all(line["scenario"] == name for line in lines)
+    assert all(line["scenario"] == name for line in lines + launches)
+    # every app the scenario needed was started by it, and its ground truth says so
+    assert sorted(line["app"] for line in launches) == sorted(
+        {"workbench": "Workbench", "xterm": "XTerm"}[a] for a in scenario.apps
+    )

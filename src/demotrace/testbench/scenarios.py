@@ -68,14 +68,15 @@ def run_scenario(
     from demotrace.testbench.apps import ensure_app
 
     apps = {}
-    for name in scenario.apps:
-        running = desktop.apps.get(name)
-        apps[name] = ensure_app(desktop, name)
-        if running is None or running.poll() is not None:
-            worker.launched(apps[name].wm_class)
-    runner = _Runner(scenario, desktop, worker, apps)
     started = time.monotonic()
     try:
+        worker.tags = {"scenario": scenario.name}
+        for name in scenario.apps:
+            running = desktop.apps.get(name)
+            apps[name] = ensure_app(desktop, name)
+            if running is None or running.poll() is not None:
+                worker.launched(apps[name].wm_class)
+        runner = _Runner(scenario, desktop, worker, apps)
         for step in scenario.steps:
             worker.tags = {"scenario": scenario.name, "step": step.index}
             try:
