@@ -7,12 +7,12 @@ import os
 from pathlib import Path
 
 import pytest
-from test_cli_errors import demotrace as cli
 
 from demotrace.model import Kind
 from demotrace.privacy.policy import demo_policy_path
 from demotrace.store.db import Store
 from demotrace.testbench.recorder_process import start_recorder, stop_recorder
+from test_cli_errors import demotrace as cli
 
 pytestmark = pytest.mark.desktop
 
