@@ -83,7 +83,7 @@ _STEP_DESCRIPTIONS: tuple[tuple[str, str, str], ...] = (
     ("seq_end", "int64", "last raw event the action was reduced from"),
     ("frame_id", "string", "content hash of the observation (hex); null if no frame"),
     ("frame_age_ms", "float64", "how long before the action's start the observation was grabbed"),
-    ("observation", "Image", "the screenshot just before the action (PNG bytes)"),
+    ("observation", "Image", "the screenshot just before the action (lossless WebP bytes)"),
 )
 
 _ACTION_EXAMPLES = """\

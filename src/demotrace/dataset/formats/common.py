@@ -229,14 +229,17 @@ class Images:
         return name
 
     def _encode(self, data: bytes) -> bytes:
-        if self.fit is None:
+        """PNG bytes of the observation (datasets store lossless WebP), scaled to ``fit``."""
+        is_png = data.startswith(b"\x89PNG\r\n\x1a\n")
+        if self.fit is None and is_png:
             return data
         try:
             image = Image.open(io.BytesIO(data))
-            size = fit_within(image.size, self.fit)
-            if size == image.size:
+            size = fit_within(image.size, self.fit) if self.fit is not None else image.size
+            if size == image.size and is_png:
                 return data
-            image = image.resize(size, Image.Resampling.LANCZOS)
+            if size != image.size:
+                image = image.resize(size, Image.Resampling.LANCZOS)
         except (OSError, ValueError) as exc:  # not an image, or a truncated one
             raise DatasetError(
                 f"An observation cannot be decoded ({exc}). The dataset is damaged; build it "
