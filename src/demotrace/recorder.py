@@ -131,9 +131,10 @@ def require_consent(store: Store, policy: Policy) -> None:
         )
 
 
-def hotkey_spec(policy: Policy) -> tuple[str, int]:
-    """("p", ctrl|alt mask) for the policy's hotkey: how the gate recognises its key rows."""
-    keys = policy.hotkey_keys
+def hotkey_spec(policy: Policy, which: str = "hotkey") -> tuple[str, int]:
+    """("p", ctrl|alt mask) for the policy's hotkey (or ``task_hotkey``): how the gate
+    recognises its key rows."""
+    keys = policy.hotkey_keys if which == "hotkey" else policy.task_hotkey_keys
     mask = 0
     for mod in keys.modifiers:
         mask |= _MODS[mod]
@@ -223,6 +224,7 @@ class Recorder:
             self._on_accepted,
             self._next_seq,
             hotkey=hotkey_spec(self.policy) if self.config.indicator else None,
+            extra_hotkeys=(hotkey_spec(self.policy, "task"),) if self.config.indicator else (),
         )
         gate.on_typing = self._on_typing
         self._gate = gate
@@ -266,7 +268,12 @@ class Recorder:
         try:
             from demotrace.privacy.indicator import Indicator
 
-            ind = Indicator(self.display, hotkey=self.policy.hotkey, on_hotkey=self.toggle_pause)
+            ind = Indicator(
+                self.display,
+                hotkey=self.policy.hotkey,
+                on_hotkey=self.toggle_pause,
+                extra_hotkeys={self.policy.task_hotkey: self.toggle_task},
+            )
             ind.start()
         except Exception as exc:
             self.warnings.append(f"the recording indicator could not be shown: {exc}")
@@ -276,6 +283,8 @@ class Recorder:
         self._gate.set_own_windows(frozenset(ind.window_ids))
         if ind.hotkey_error:
             self.warnings.append(f"the pause hotkey is off: {ind.hotkey_error}")
+        for error in ind.extra_hotkey_errors.values():
+            self.warnings.append(f"the task hotkey is off: {error}")
 
     def _start_watcher(self) -> None:
         try:
@@ -427,7 +436,12 @@ class Recorder:
         row = Row(now_ns(), None, Kind.MARKER, data=json.dumps(data, separators=(",", ":")))
         self._on_rows([row])
         self.task_open = data.get("text", "") if what == "start" else None
+        self._show_state()
         return {"ok": True, "task": what, "text": data.get("text")}
+
+    def toggle_task(self) -> dict[str, Any]:
+        """The task hotkey: start a task (no instruction) when none is open, else end it."""
+        return self.task("start" if self.task_open is None else "end")
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """Answer one control request (from the control socket)."""
@@ -488,6 +502,8 @@ class Recorder:
         detail = ""
         if state == "paused" and self._pause_until is not None:
             detail = f"{max(0, (self._pause_until - now_ns())) / 60e9:.0f} min left"
+        elif self.task_open is not None:
+            detail = "task"
         shown = f"{state}|{detail}"
         if shown != self._shown_state:
             self._shown_state = shown

@@ -103,6 +103,7 @@ class Gate:
         *,
         own_windows: frozenset[int] = frozenset(),
         hotkey: tuple[str, int] | None = None,
+        extra_hotkeys: tuple[tuple[str, int], ...] = (),
         secret_field: Callable[[int, int], bool] | None = None,
     ) -> None:
         self.policy = policy
@@ -110,6 +111,8 @@ class Gate:
         self._emit = emit
         self._next_seq = next_seq
         self.hotkey = hotkey  # (keysym name lower-case, modifier mask) of the pause hotkey
+        #: The other hotkeys of the recorder (task markers): like the pause one, never stored.
+        self.hotkeys = tuple(h for h in (hotkey, *extra_hotkeys) if h)
         self.secret_field = secret_field  # (t0, t1) -> a password field had focus in between
         #: Called as (t_ns, seq of the first key row, mode, known secret) when typing starts.
         self.on_typing: Callable[[int, int, str, bool], None] | None = None
@@ -373,9 +376,11 @@ class Gate:
     # -- keys ----------------------------------------------------------------------------------
     def _key(self, row: Row, out: list[tuple[int, Row]]) -> None:
         t, code, state, press, name = row[0], row.code, row.state or 0, row.value, row.name
-        hotkey = self.hotkey
-        if hotkey and name and name.lower() == hotkey[0] and state & hotkey[1] == hotkey[1]:
-            return  # the pause hotkey itself is never recorded
+        if name:
+            lowered = name.lower()
+            for key, mask in self.hotkeys:
+                if lowered == key and state & mask == mask:
+                    return  # the recorder's own hotkeys are never recorded
         reason = self._blocked()
         if reason is None and self.active_secret:
             reason = "secret"

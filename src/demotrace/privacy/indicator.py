@@ -35,7 +35,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from Xlib import XK, X, Xatom, Xutil
@@ -157,6 +157,20 @@ class _XkbPerClientFlags(rq.ReplyRequest):
     )  # fmt: skip
 
 
+@dataclass(eq=False)
+class _Binding:
+    """One grabbed hotkey and what it does (state owned by the indicator thread)."""
+
+    hotkey: Hotkey
+    callback: Callable[[], None] | None
+    primary: bool
+    grabs: list[tuple[int, int]] = field(default_factory=list)
+    codes: frozenset[int] = frozenset()
+    mask: int = 0
+    taken: bool = False  # another client holds it: do not retry
+    failed: bool = True  # not grabbed (yet)
+
+
 def parse_hotkey(text: str) -> Hotkey:
     """Parse ``"ctrl+alt+p"`` / ``"super+shift+F9"``: modifiers, then exactly one key name.
 
@@ -226,6 +240,7 @@ class Indicator:
         *,
         hotkey: str | None = "ctrl+alt+p",
         on_hotkey: Callable[[], None] | None = None,
+        extra_hotkeys: dict[str, Callable[[], None]] | None = None,
         prefer_tray: bool = True,
         corner: str = "top-right",
     ) -> None:
@@ -234,6 +249,17 @@ class Indicator:
         self._display_name = display
         self._hotkey = parse_hotkey(hotkey) if hotkey is not None else None
         self._on_hotkey = on_hotkey
+        # every grabbed hotkey: the pause hotkey first, then the extra ones (e.g. task markers)
+        self._bindings: list[_Binding] = []
+        if self._hotkey is not None:
+            self._bindings.append(_Binding(self._hotkey, on_hotkey, primary=True))
+        for text, callback in (extra_hotkeys or {}).items():
+            extra = parse_hotkey(text)
+            if self._hotkey is not None and extra == self._hotkey:
+                raise ValueError(f"The hotkey {text!r} is given twice.")
+            self._bindings.append(_Binding(extra, callback, primary=False))
+        self.extra_hotkey_errors: dict[str, str] = {}
+        """Why an extra hotkey is not active, by its text (absent when it is)."""
         self._prefer_tray = prefer_tray
         self._corner = corner
         self.hotkey_error = None
@@ -279,10 +305,6 @@ class Indicator:
         self._shown = ("", "")  # (state, detail) currently painted
         self._raise_wanted = False
         self._last_raise = 0.0
-        self._grabs: list[tuple[int, int]] = []
-        self._hotkey_codes: frozenset[int] = frozenset()
-        self._hotkey_mask = 0
-        self._hotkey_taken = False  # another client holds it: do not retry
         self._ignored_mask = 0
         self._last_release: tuple[int, int] = (-1, -1)  # (keycode, server time)
         self._held: dict[int, int] = {}  # hotkey keycode -> server time last seen pressed
@@ -444,7 +466,7 @@ class Indicator:
         if self._prefer_tray and state != "stopped" and self._begin_dock():
             # Until the tray has reparented and mapped the icon, or DOCK_TIMEOUT.
             self._pump_until(lambda: self._dock_deadline is None, DOCK_TIMEOUT + 0.5)
-        if self._hotkey is not None:
+        if self._bindings:
             self._detectable_repeat = self._enable_detectable_autorepeat()
         self._grab_hotkey()
         self._set_root_mask(watch_stacking=False)
@@ -536,55 +558,78 @@ class Indicator:
         return masks
 
     def _grab_hotkey(self) -> None:
-        """Grab the hotkey on the root window for each Lock/NumLock combination; on BadAccess
-        give every grab back and set :attr:`hotkey_error`."""
-        hk = self._hotkey
-        if hk is None:
+        """Grab every hotkey (the pause one and the extra ones) that no other client holds."""
+        if not self._bindings:
             return
         masks = self._modifier_masks()
+        lock_bits = [X.LockMask, masks["numlock"]]
+        self._ignored_mask = lock_bits[0] | lock_bits[1]
+        for binding in self._bindings:
+            if not binding.taken:
+                self._grab_one(binding, masks, lock_bits)
+
+    def _set_error(self, binding: _Binding, error: str | None) -> None:
+        if binding.primary:
+            self.hotkey_error = error
+        elif error is None:
+            self.extra_hotkey_errors.pop(binding.hotkey.text, None)
+        else:
+            self.extra_hotkey_errors[binding.hotkey.text] = error
+
+    def _grab_one(self, b: _Binding, masks: dict[str, int], lock_bits: list[int]) -> None:
+        """Grab one hotkey on the root window for each Lock/NumLock combination; on BadAccess
+        give its grabs back and say why."""
+        hk = b.hotkey
         mask = 0
         for mod in hk.modifiers:
             mask |= masks[mod]
-        lock_bits = [X.LockMask, masks["numlock"]]
         ignored = [0, lock_bits[0], lock_bits[1], lock_bits[0] | lock_bits[1]]
         codes = sorted({code for code, _index in self._d.keysym_to_keycodes(hk.keysym)})
         if not codes:
-            self._ungrab_hotkey()
-            self.hotkey_error = (
-                f"The hotkey {hk.text} is off: the keyboard map has no key for {hk.key_name!r}."
+            self._ungrab_one(b)
+            self._set_error(
+                b, f"The hotkey {hk.text} is off: the keyboard map has no key for {hk.key_name!r}."
             )
             return
         wanted = [(code, mask | extra) for code in codes for extra in ignored]
-        if wanted == self._grabs and self.hotkey_error is None:
+        if wanted == b.grabs and not b.failed:
             return  # a keymap change that did not move the hotkey
-        self._ungrab_hotkey()
+        self._ungrab_one(b)
         catcher = xerror.CatchError(xerror.BadAccess)
         for code in codes:
             for extra in ignored:
                 self._root.grab_key(
                     code, mask | extra, False, X.GrabModeAsync, X.GrabModeAsync, onerror=catcher
                 )
-                self._grabs.append((code, mask | extra))
+                b.grabs.append((code, mask | extra))
         self._d.sync()
         if catcher.get_error() is not None:
-            self._ungrab_hotkey()
-            self._hotkey_taken = True
-            self.hotkey_error = (
+            self._ungrab_one(b)
+            b.taken = True
+            hint = "pause with `demotrace pause` instead" if b.primary else "use the command"
+            self._set_error(
+                b,
                 f"The hotkey {hk.text} is off: another program already uses it. The indicator "
-                f"still shows the state; pause with `demotrace pause` instead."
+                f"still shows the state; {hint}.",
             )
             return
-        self.hotkey_error = None
-        self._held.clear()
-        self._hotkey_codes = frozenset(codes)
-        self._hotkey_mask = mask
-        self._ignored_mask = lock_bits[0] | lock_bits[1]
+        b.failed = False
+        self._set_error(b, None)
+        for code in codes:
+            self._held.pop(code, None)
+        b.codes = frozenset(codes)
+        b.mask = mask
+
+    def _ungrab_one(self, b: _Binding) -> None:
+        for code, mods in b.grabs:
+            self._root.ungrab_key(code, mods)
+        b.grabs = []
+        b.codes = frozenset()
+        b.failed = True
 
     def _ungrab_hotkey(self) -> None:
-        for code, mods in self._grabs:
-            self._root.ungrab_key(code, mods)
-        self._grabs = []
-        self._hotkey_codes = frozenset()
+        for binding in self._bindings:
+            self._ungrab_one(binding)
 
     def _enable_detectable_autorepeat(self) -> bool:
         """Ask XKB to report a held key as repeated presses without releases (this connection
@@ -615,13 +660,16 @@ class Indicator:
 
     def _on_key(self, ev: Any) -> None:
         code = ev.detail
-        if code not in self._hotkey_codes:
+        bindings = [b for b in self._bindings if code in b.codes]
+        if not bindings:
             return
         if ev.type == X.KeyRelease:
             self._held.pop(code, None)
             self._last_release = (code, ev.time)
             return
-        if (ev.state & ~self._ignored_mask & 0xFF) != self._hotkey_mask:
+        state = ev.state & ~self._ignored_mask & 0xFF
+        binding = next((b for b in bindings if b.mask == state), None)
+        if binding is None:
             return
         last = self._held.get(code)
         self._held[code] = ev.time
@@ -632,12 +680,12 @@ class Indicator:
             self.hotkey_repeats_ignored += 1  # core auto-repeat: release + press, one time
             return
         self.hotkey_presses += 1
-        if self._on_hotkey is None:
+        if binding.callback is None:
             return
         try:
-            self._on_hotkey()
+            binding.callback()
         except Exception as exc:  # the callback's bug must not stop the indicator
-            log.exception("the indicator's on_hotkey callback failed")
+            log.exception("the indicator's hotkey callback failed")
             self.errors.append(f"on_hotkey raised {exc!r}")
 
     # ------------------------------------------------------------------ tray
@@ -847,8 +895,7 @@ class Indicator:
                 self._on_manager(ev)
         elif t == X.MappingNotify and ev.request in (X.MappingKeyboard, X.MappingModifier):
             self._d.refresh_keyboard_mapping(ev)
-            if self._hotkey is not None and not self._hotkey_taken:
-                self._grab_hotkey()
+            self._grab_hotkey()
 
     def _on_expose(self, wid: int) -> None:
         state, detail = self._shown

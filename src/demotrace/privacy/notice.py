@@ -101,6 +101,7 @@ def notice_dict(policy: Policy) -> dict[str, Any]:
     ``after`` paragraphs (all plain strings); the "where" section also lists its ``rules``
     with their fields."""
     hotkey = parse_hotkey(policy.hotkey).label()
+    task_hotkey = parse_hotkey(policy.task_hotkey).label()
     all_rules = (*policy.apps, *policy.sites)
     rules = [_rule_line(r) for r in all_rules]
     keystroke_modes = [m for m in KEYSTROKES_IN_WORDS if any(r.keystrokes == m for r in all_rules)]
@@ -188,6 +189,8 @@ def notice_dict(policy: Policy) -> dict[str, Any]:
                 "An indicator is always visible while recording is on. Press "
                 f"{hotkey} to pause or resume at once. For private time, run "
                 "`demotrace pause --for 15m` (any duration); `demotrace resume` ends it early.",
+                f"Optionally, {task_hotkey} marks where a task starts and ends; `demotrace task "
+                'start "..."` adds your own words for it.',
             ],
             "items": [],
         },
@@ -241,6 +244,8 @@ def notice_dict(policy: Policy) -> dict[str, Any]:
             "contact": policy.contact,
             "hotkey": policy.hotkey,
             "hotkey_label": hotkey,
+            "task_hotkey": policy.task_hotkey,
+            "task_hotkey_label": task_hotkey,
             "retention_days": policy.retention_days,
             "retention_gb": policy.retention_gb,
             "review_hours": policy.review_hours,

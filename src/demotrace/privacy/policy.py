@@ -41,6 +41,8 @@ DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_KEYSTROKES = "masked"
 DEFAULT_SCREENSHOTS = "window"
 DEFAULT_HOTKEY = "ctrl+alt+p"
+#: Marks where a task starts and ends (``demotrace task start`` / ``task end`` without words).
+DEFAULT_TASK_HOTKEY = "ctrl+alt+m"
 DEFAULT_RETENTION_DAYS = 30
 DEFAULT_RETENTION_GB = 2.0
 DEFAULT_REVIEW_HOURS = 24.0
@@ -341,6 +343,7 @@ class Policy:
     digest: str  # sha256 of the canonical JSON of the parsed TOML
     hours: Hours | None
     defaults: tuple[str, str] = (DEFAULT_KEYSTROKES, DEFAULT_SCREENSHOTS)  # keystrokes, screens
+    task_hotkey: str = DEFAULT_TASK_HOTKEY  # canonical, like ``hotkey``
     text: str = field(default="", repr=False, compare=False)  # the TOML source as read
     _browser_res: tuple[re.Pattern[str], ...] = field(default=(), repr=False, compare=False)
     _secret_class_res: tuple[re.Pattern[str], ...] = field(default=(), repr=False, compare=False)
@@ -360,6 +363,10 @@ class Policy:
     @property
     def hotkey_keys(self) -> Hotkey:
         return parse_hotkey(self.hotkey)
+
+    @property
+    def task_hotkey_keys(self) -> Hotkey:
+        return parse_hotkey(self.task_hotkey)
 
     def is_browser(self, app_class: str | None, instance: str | None) -> bool:
         return _any_match(self._browser_res, app_class, instance)
@@ -1041,23 +1048,26 @@ def _build(c: _Checker, data: dict[str, Any], text: str, source: str) -> Policy 
             secret_classes = c.globs(table, "classes", ("secrets",), catch_all=True)
             secret_titles = c.regexes(table, "titles", ("secrets",), re.IGNORECASE)
 
-    hotkey = DEFAULT_HOTKEY
+    keys = {"hotkey": DEFAULT_HOTKEY, "task_hotkey": DEFAULT_TASK_HOTKEY}
     if "controls" in data:
         table = c.table(data["controls"], ("controls",), "[controls] with hotkey")
         if table is not None:
-            c.keys(table, ("controls",), ("hotkey",))
-            if "hotkey" in table:
-                value = table["hotkey"]
-                path: Path_ = ("controls", "hotkey")
+            c.keys(table, ("controls",), ("hotkey", "task_hotkey"))
+            for key, example in (("hotkey", "ctrl+alt+p"), ("task_hotkey", "ctrl+alt+m")):
+                if key not in table:
+                    continue
+                value = table[key]
+                path: Path_ = ("controls", key)
                 if not isinstance(value, str):
-                    c.err(
-                        path, f'must be text in quotes (hotkey = "ctrl+alt+p"), not {_show(value)}'
-                    )
+                    c.err(path, f'must be text in quotes ({key} = "{example}"), not {_show(value)}')
                 else:
                     try:
-                        hotkey = str(parse_hotkey(value))
+                        keys[key] = str(parse_hotkey(value))
                     except ValueError as e:
                         c.err(path, f"{_show(value)} is not a hotkey: {e}")
+            if keys["hotkey"] == keys["task_hotkey"]:
+                c.err(("controls", "task_hotkey"), "must differ from the pause hotkey")
+    hotkey = keys["hotkey"]
 
     if c.errors or revision is None or any(v is None for v in texts.values()):
         return None
@@ -1075,6 +1085,7 @@ def _build(c: _Checker, data: dict[str, Any], text: str, source: str) -> Policy 
         retention_gb=retention_gb,
         review_hours=review_hours,
         hotkey=hotkey,
+        task_hotkey=keys["task_hotkey"],
         secret_classes=tuple(secret_classes),
         secret_titles=tuple(secret_titles),
         browsers=tuple(browsers),
