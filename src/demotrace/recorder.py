@@ -212,6 +212,7 @@ class Recorder:
                     "commit_interval": self.config.commit_interval,
                     "policy": self.policy.version,
                     "policy_name": self.policy.name,
+                    **capture.input_settings,
                 }
             ),
         )

@@ -112,6 +112,10 @@ class X11Capture:
                     "needs to see input. Enable it in the server configuration (Xorg and Xvfb "
                     "offer it by default)."
                 )
+        from demotrace.capture.xsettings import input_settings
+
+        #: The desktop's double-click time and distance, where a settings manager publishes them.
+        self.input_settings = input_settings(self._ctl)
         screen = self._ctl.screen()
         self.screen_size = (screen.width_in_pixels, screen.height_in_pixels)
         self._rec = open_display(display_name)

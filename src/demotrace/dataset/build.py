@@ -14,6 +14,7 @@ partial.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -66,6 +67,18 @@ class SessionOutput:
     events: int = 0
     frames: int = 0
     screens: list[list[int]] = field(default_factory=list)
+
+
+def reduce_config(base: ReduceConfig, ref: dict[str, Any]) -> ReduceConfig:
+    """The reducer's thresholds for one session: the desktop's double-click time and distance
+    where the recorder found them (XSETTINGS), else ``base``."""
+    found = ref.get("input") or {}
+    changes: dict[str, Any] = {}
+    if "double_click_ms" in found:
+        changes["double_click_s"] = found["double_click_ms"] / 1000
+    if "double_click_px" in found:
+        changes["double_click_px"] = int(found["double_click_px"])
+    return dataclasses.replace(base, **changes) if changes else base
 
 
 def item_box(img: Image.Image, popup: list[int], x: int, y: int) -> list[int]:
@@ -144,7 +157,7 @@ def build_session(source: Source, ref: dict[str, Any], cfg: BuildConfig) -> Sess
         out.skipped = "no events were recorded"
         return out
     out.partial = ref.get("status") not in ("stopped", "ended")
-    red = _reduce(events, tuple(ref.get("screen") or (0, 0)), cfg.reduce)  # type: ignore[arg-type]
+    red = _reduce(events, tuple(ref.get("screen") or (0, 0)), reduce_config(cfg.reduce, ref))  # type: ignore[arg-type]
     episodes = split_episodes(red, cfg.episodes)
     wanted = {a.frame for e in episodes for a in e.actions if a.frame}
     missing = source.missing_frames(ref, wanted)

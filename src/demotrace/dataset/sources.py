@@ -6,6 +6,7 @@ themselves) and gives one session's raw events as an Arrow table and its frames 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 from typing import Any, Protocol
@@ -64,6 +65,7 @@ class LocalStoreSource:
                     "status": s["status"],
                     "screen": [int(s["screen_w"] or 0), int(s["screen_h"] or 0)],
                     "event_model": int(s["event_model"]),
+                    "input": _input_settings(s.get("info")),
                 }
             )
         return out
@@ -125,6 +127,16 @@ def open_source(spec: str | Path) -> Source:
         f"{spec} is not a demotrace store: it has no demotrace.db. Give a local store folder "
         "(the `store` folder under DEMOTRACE_HOME, or DEMOTRACE_HOME itself)."
     )
+
+
+def _input_settings(info: str | None) -> dict[str, int]:
+    """The desktop's double-click settings the recorder found (session info), if any."""
+    try:
+        data = json.loads(info or "{}")
+    except ValueError:
+        return {}
+    keys = ("double_click_ms", "double_click_px")
+    return {k: int(data[k]) for k in keys if isinstance(data.get(k), int)}
 
 
 def session_problem(ref: dict[str, Any]) -> str | None:
