@@ -437,3 +437,51 @@ def test_pause_and_long_scope_gaps_split_short_ones_do_not() -> None:
     eps = split_episodes(reduce_events(ev.table()), EpisodeConfig(wait_s=100))
     assert [len(e.actions) for e in eps] == [2, 1, 1]
     assert [e.start_reason for e in eps] == ["session", "gap", "gap"]
+
+
+def test_accessibility_names_the_choice() -> None:
+    """With the item's accessible name, a dropdown choice is a select_option with its value and
+    a menu choice a click that names its item."""
+    ev = Events()
+    ev.focus("App", 1)
+    ev.move(120, 100)
+    ev.click(window=1, app="App")
+    ev.popup(True, "COMBO", [100, 110, 150, 200])
+    ev.glide(140, 180)
+    a11y = {"role": "menu item", "name": "Germany"}
+    ev.click(after=300, window=77, app="App", popup="COMBO", a11y=a11y)
+    ev.popup(False, "COMBO", [100, 110, 150, 200])
+    ev.move(30, 20, after=400)
+    ev.click(after=100, window=1, app="App")
+    ev.popup(True, "POPUP_MENU", [20, 30, 100, 80], window=78)
+    ev.glide(50, 60)
+    ev.click(
+        after=300,
+        window=78,
+        app="App",
+        popup="POPUP_MENU",
+        a11y={"role": "menu item", "name": "Save"},
+    )
+    red = reduce_events(ev.table())
+    kinds = [(a.type, a.skills) for a in red.actions]
+    assert kinds == [
+        ("click", ["dropdown"]),
+        ("select_option", ["dropdown"]),
+        ("click", ["menu"]),
+        ("click", ["menu"]),
+    ]
+    choice, save = red.actions[1], red.actions[3]
+    assert choice.fields == {"x": 140, "y": 180, "value": "Germany"}
+    out = canonical(choice, 800, 600, [100, 170, 250, 190])
+    assert out["value"] == "Germany" and out["type"] == "select_option"
+    assert out["target"] == {
+        "role": "menu item",
+        "name": "Germany",
+        "bbox": [0.125, 0.283333, 0.3125, 0.316667],
+        "source": "atspi",
+    }
+    assert canonical(save, 800, 600)["target"] == {
+        "role": "menu item",
+        "name": "Save",
+        "source": "atspi",
+    }

@@ -107,6 +107,13 @@ class ActionStarts:
 
 log = logging.getLogger("demotrace")
 
+#: Accessible roles of the items a dropdown or menu offers (AT-SPI role names).
+ITEM_ROLES = frozenset(
+    {"menu item", "check menu item", "radio menu item", "list item", "tree item", "option"}
+)
+#: A focused item is the one being chosen only if it got the focus this recently before the press.
+ITEM_FRESH_NS = 10_000_000_000
+
 _TICK_S = 0.25
 _MODS = {"ctrl": MOD_CONTROL, "alt": MOD_ALT, "shift": MOD_SHIFT, "super": MOD_SUPER}
 
@@ -518,6 +525,8 @@ class Recorder:
         return self._seq
 
     def _on_rows(self, rows: list[Row]) -> None:
+        if self._watcher is not None:
+            rows = [self._with_item(r) if r[2] == Kind.TARGET else r for r in rows]
         with self._lock:
             assert self._gate is not None
             self._gate.feed(rows)
@@ -525,6 +534,23 @@ class Recorder:
         # hot path, start with an input row and skip this.
         if self._indicator is not None and rows and rows[0][2] > Kind.KEY:
             self._show_state()
+
+    def _with_item(self, row: Row) -> Row:
+        """A press in a dropdown or menu: add the item accessibility says has the focus (its
+        role and name, redacted), which is the item being chosen."""
+        data = json.loads(row.data or "{}")
+        if not data.get("popup"):
+            return row
+        info = self._watcher.focus_at(row.t_ns)
+        if (
+            info is None
+            or info.role not in ITEM_ROLES
+            or not info.name
+            or row.t_ns - info.t_ns > ITEM_FRESH_NS
+        ):
+            return row
+        data["a11y"] = {"role": info.role, "name": redact(info.name)}
+        return row._replace(data=json.dumps(data, separators=(",", ":")))
 
     def _on_layout(self, layout: Layout) -> None:
         with self._lock:

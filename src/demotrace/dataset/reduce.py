@@ -102,6 +102,8 @@ class Action:
     window: int = 0
     #: (type, [x, y, w, h]) of the popup a click chose in, for the item box (found in pixels).
     popup: tuple[str, list[int]] | None = None
+    #: The chosen item as accessibility named it: {"role": ..., "name": ...}.
+    item: dict[str, str] | None = None
     pointer: tuple[int, int] | None = None
     path: np.ndarray | None = None  # (n, 3): x, y, t_ns
     frame: str | None = None
@@ -386,7 +388,14 @@ _FRAME_JSON = pa.schema(
         ("t_verified_ns", pa.int64()),
     ]
 )
-_TARGET_JSON = pa.schema([("window", pa.int64()), ("app", pa.string()), ("popup", pa.string())])
+_TARGET_JSON = pa.schema(
+    [
+        ("window", pa.int64()),
+        ("app", pa.string()),
+        ("popup", pa.string()),
+        ("a11y", pa.struct([("role", pa.string()), ("name", pa.string())])),
+    ]
+)
 
 
 def _json_rows(events: pa.Table, where: np.ndarray, schema: pa.Schema) -> pa.Table:
@@ -664,6 +673,14 @@ def _popups(out: list[Action], w: _Walker, cfg: ReduceConfig) -> None:
         geom = _open_popup(w, a.seq_start, int(a.fields["_target"].get("window") or 0))
         if geom is not None:
             a.popup = (inside, geom)
+        named = a.fields["_target"].get("a11y") or {}
+        if named.get("name"):
+            a.item = {"role": str(named.get("role") or ""), "name": str(named["name"])}
+            if tag == "dropdown" and a.type == "click":  # the chosen value is known
+                f = a.fields
+                a.type = "select_option"
+                a.fields = {"x": f["x"], "y": f["y"], "value": a.item["name"]}
+                a.fields["_target"] = f["_target"]
     out.extend(hovers)
     out.sort(key=lambda a: (a.seq_start, a.t_start))
 
@@ -788,9 +805,14 @@ def canonical(a: Action, w: int, h: int, target_bbox: list[int] | None = None) -
         out |= {"x": _norm(f["x"], w), "y": _norm(f["y"], h)}
         if a.type == "select_option":
             out["value"] = f["value"]
-    if target_bbox is not None:
-        x0, y0, x1, y1 = target_bbox
-        box = [_norm(x0, w), _norm(y0, h), _norm(x1, w), _norm(y1, h)]
-        out["target"] = {"role": "menu item" if a.popup and a.popup[0] != "COMBO" else "option"}
-        out["target"] |= {"bbox": box, "source": "pixels"}
+    if target_bbox is not None or a.item is not None:
+        default_role = "menu item" if a.popup and a.popup[0] != "COMBO" else "option"
+        target: dict[str, Any] = {"role": (a.item or {}).get("role") or default_role}
+        if a.item is not None:
+            target["name"] = a.item["name"]
+        if target_bbox is not None:
+            x0, y0, x1, y1 = target_bbox
+            target["bbox"] = [_norm(x0, w), _norm(y0, h), _norm(x1, w), _norm(y1, h)]
+        target["source"] = "atspi" if a.item is not None else "pixels"
+        out["target"] = target
     return out

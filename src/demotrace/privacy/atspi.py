@@ -267,6 +267,16 @@ class FocusWatcher:
                     break
             return before is not None and before.secret
 
+    def focus_at(self, t_ns: int) -> FocusInfo | None:
+        """The object focused at ``t_ns``: the last change stamped at or before it."""
+        with self._lock:
+            found: FocusInfo | None = None
+            for info in self._history:
+                if info.t_ns > t_ns:
+                    break
+                found = info
+            return found
+
     def secret_at(self, t_ns: int, slack_ns: int = SLACK_NS) -> bool | None:
         """Whether a keystroke at ``t_ns`` must be treated as typed into a secret field.
 

@@ -3,15 +3,18 @@
 
 ``/usr/bin/python3 gtk_login.py --layout FILE`` opens a window titled "Acme login" (WM_CLASS
 ``acme-login`` / ``AcmeLogin``) with a "User" entry, a "Password" entry whose text is hidden (GTK
-exposes it to AT-SPI with the role "password text"), a multi-line "Notes" text view and a
-"Sign in" button, which has the focus at start. Whenever the window is mapped, moves or is
-resized, it replaces FILE atomically (temp file + ``os.replace``) with JSON::
+exposes it to AT-SPI with the role "password text"), a multi-line "Notes" text view, a "Country"
+dropdown (a GtkComboBoxText of :data:`COUNTRIES`) and a "Sign in" button, which has the focus at
+start. Whenever the window is mapped, moves or is resized, or the dropdown's list opens or closes,
+it replaces FILE atomically (temp file + ``os.replace``) with JSON::
 
     {"version": 3, "pid": 1234, "window": [x0, y0, x1, y1],
-     "widgets": {"user": {"center": [x, y], "box": [x0, y0, x1, y1]}, "password": ..., ...}}
+     "widgets": {"user": {"center": [x, y], "box": [x0, y0, x1, y1]}, "password": ..., ...},
+     "popup": {"items": [{"text": "Brazil", "center": [x, y], "box": [...]}, ...]} or null,
+     "country": "Argentina"}
 
 in root-window (screen) pixels, x1/y1 exclusive, so a test can click the widget centres with XTEST.
-The widget names are ``user``, ``password``, ``notes`` and ``sign_in``.
+The widget names are ``user``, ``password``, ``notes``, ``country`` and ``sign_in``.
 
 It uses only the standard library and PyGObject (no demotrace imports): it runs outside the venv.
 PyGObject is imported when the window is built, so the venv can import the constants. It never
@@ -31,6 +34,7 @@ from typing import Any
 TITLE = "Acme login"
 WM_INSTANCE = "acme-login"
 WM_CLASS = "AcmeLogin"
+COUNTRIES = ("Argentina", "Brazil", "Germany", "Japan", "Kenya")
 
 
 class LoginWindow:
@@ -60,11 +64,18 @@ class LoginWindow:
         notes_box.set_min_content_height(90)
         notes_box.add(self.notes)
         self.sign_in = Gtk.Button(label="Sign in")
+        self.country = Gtk.ComboBoxText()
+        for name in COUNTRIES:
+            self.country.append_text(name)
+        self.country.set_active(0)
+        self.country.connect("notify::popup-shown", self._popup_changed)
+        self.country.connect("changed", self._changed)
 
         rows: list[tuple[str, Any, Any]] = [
             ("_User", self.user, self.user),
             ("_Password", self.password, self.password),
             ("_Notes", self.notes, notes_box),
+            ("_Country", self.country, self.country),
         ]
         for row, (text, widget, holder) in enumerate(rows):
             label = Gtk.Label.new_with_mnemonic(text)
@@ -79,6 +90,7 @@ class LoginWindow:
             "user": self.user,
             "password": self.password,
             "notes": self.notes,
+            "country": self.country,
             "sign_in": self.sign_in,
         }
         self.window.connect("map-event", self._changed)
@@ -92,6 +104,42 @@ class LoginWindow:
             self._pending = True
             GLib.idle_add(self._write)
         return False
+
+    def _popup_changed(self, *_args: Any) -> bool:
+        from gi.repository import GLib
+
+        # the list is laid out just after it is shown: measure it a moment later
+        GLib.timeout_add(150, self._write)
+        return self._changed()
+
+    def _popup_items(self) -> list[dict[str, Any]] | None:
+        """The open dropdown list's items with their screen boxes, or None when it is closed."""
+        from gi.repository import Gtk
+
+        if not self.country.get_property("popup-shown"):
+            return None
+        for top in Gtk.Window.list_toplevels():
+            child = top.get_child() if top.get_visible() else None
+            if not isinstance(child, Gtk.Menu) or top.get_window() is None:
+                continue
+            _, ox, oy = top.get_window().get_origin()
+            items = []
+            # the combo's menu holds one item per row of its model, in order (cell views inside)
+            for index, item in enumerate(child.get_children()[: len(COUNTRIES)]):
+                alloc = item.get_allocation()
+                coords = item.translate_coordinates(top, 0, 0)
+                if coords is None or alloc.height <= 1:
+                    continue
+                x0, y0 = ox + coords[0], oy + coords[1]
+                items.append(
+                    {
+                        "text": COUNTRIES[index],
+                        "center": [x0 + alloc.width // 2, y0 + alloc.height // 2],
+                        "box": [x0, y0, x0 + alloc.width, y0 + alloc.height],
+                    }
+                )
+            return items
+        return None
 
     def _measure(self) -> dict[str, Any] | None:
         gdk_window = self.window.get_window()
@@ -110,7 +158,12 @@ class LoginWindow:
                 "center": [x0 + alloc.width // 2, y0 + alloc.height // 2],
                 "box": [x0, y0, x0 + alloc.width, y0 + alloc.height],
             }
-        return {"window": [ox, oy, ox + width, oy + height], "widgets": widgets}
+        return {
+            "window": [ox, oy, ox + width, oy + height],
+            "widgets": widgets,
+            "popup": {"items": items} if (items := self._popup_items()) else None,
+            "country": self.country.get_active_text(),
+        }
 
     def _write(self) -> bool:
         self._pending = False
