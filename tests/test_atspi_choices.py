@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-from test_atspi import _REASON, LoginApp
 
 from demotrace.dataset.build import BuildConfig, build_session
 from demotrace.dataset.sources import LocalStoreSource
@@ -16,6 +15,7 @@ from demotrace.privacy.policy import demo_policy_path
 from demotrace.testbench import a11y as a11y_mod
 from demotrace.testbench import gtk_login
 from demotrace.testbench.recorder_process import start_recorder, stop_recorder
+from test_atspi import _REASON, LoginApp
 
 pytestmark = pytest.mark.desktop
 
