@@ -64,7 +64,7 @@ def test_steps_match_what_the_worker_did(demo: dict[str, Any]) -> None:
     assert result.expected >= 50
     assert result.precision >= 0.99 and result.recall >= 0.99, result.report()
     kinds = {e.type for e in expected}
-    assert {"click", "type", "key", "drag", "scroll", "switch_app", "move"} <= kinds
+    assert {"click", "type", "key", "drag", "scroll", "switch_app", "move", "wait"} <= kinds
     # every dropdown and menu choice is tagged, every app switch is found
     missed = {id(e) for e in result.missed}
     tagged = [e for e in expected if {"dropdown", "menu"} & set(e.tags)]

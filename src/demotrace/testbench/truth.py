@@ -5,7 +5,9 @@ turns those lines into the actions of ``docs/dataset.md`` a perfect reducer woul
 screen pixels, with these conventions:
 
 - ``type`` text is split at newlines and tabs into ``type`` + ``key enter`` / ``key tab``, and
-  passed through the same redactor as the recorder (the stored text is the redacted one);
+  passed through the same redactor as the recorder (the stored text is the redacted one); typing
+  corrected with BackSpace right after it (a ``key backspace`` line, then more ``type``, each
+  within the recorder's 2 s sequence pause) is one ``type`` of the corrected text;
   a password (``secret``) is not scored: a ``type`` step there (the redactor's ``<SECRET>``, or
   nothing when the field was known to be secret) counts neither as found nor as wrong. That no
   byte of a secret is stored is proven by the privacy tests.
@@ -17,8 +19,11 @@ screen pixels, with these conventions:
 - ``switch_app`` by alt+tab expects ``switch_app`` via ``keys``; by a click, via ``click`` at the
   click; an app the scenario launched that took the focus from another app expects
   ``switch_app`` via ``launcher``.
-- ``wait`` steps are scored by the reducer's unit tests, not here (the worker's own pauses are
-  not in its ground truth).
+- a silence of :data:`WAIT_SURE_S` or more between two actions of one scenario (from the last
+  event of one to the first of the next, pointer motion included) expects a ``wait`` of that
+  length (within :data:`WAIT_TOLERANCE_S`); a reduced ``wait`` shorter than ``WAIT_SURE_S`` that
+  matches nothing is not counted either way (the reducer's threshold is 3 s: near it, the two
+  clocks may disagree by a few milliseconds).
 
 :func:`score` matches expected and reduced actions of the same type greedily in time order
 (position within 3 px, text, keys and counts exact, tags required) and reports precision, recall
@@ -37,6 +42,10 @@ from typing import Any
 _WINDOW_S = {"switch_app:launcher": 20.0}
 _DEFAULT_WINDOW_S = 1.0
 PIXELS = 3
+WAIT_SURE_S = 3.3
+WAIT_TOLERANCE_S = 0.5
+#: The recorder closes a typed sequence after this long without a key (privacy/gate.py).
+SEQUENCE_IDLE_S = 2.0
 
 
 @dataclass
@@ -111,12 +120,28 @@ def expected_actions(
     """The canonical actions (pixels) the worker's ground truth should reduce to."""
     out: list[Expected] = []
     app: str | None = None
+    last: dict[str, Any] | None = None  # the previous line with input events
+    typed: Expected | None = None  # an open typed text that a BackSpace may still correct
     for line in lines:
         if line.get("error"):
             continue
         kind = line["action"]
         seq = int(line.get("seq") or 0)
         start = len(out)
+        events = sum(int(line.get(k) or 0) for k in ("n_motion", "n_button", "n_key"))
+        if events and last is not None and last.get("scenario") == line.get("scenario"):
+            gap = (int(line["t_start_ns"]) - int(last["t_end_ns"])) / 1e9
+            if gap >= WAIT_SURE_S:
+                out.append(Expected("wait", int(last["t_end_ns"]), {"seconds": gap}))
+        if events:
+            last = line
+        if typed is not None and _corrects(line, typed):
+            rest = _correct(typed, line, shown)
+            if rest:  # Enter or Tab ended the corrected text: the rest as usual
+                typed = None
+                _typed(out, {**line, "text": rest}, shown)
+            continue
+        typed = None
         if kind == "click":
             out.append(_click(line))
         elif kind == "drag":
@@ -130,6 +155,10 @@ def expected_actions(
                 out.append(Expected("type", _t(line), {"text_len": line["text_len"]}, secret=True))
             else:
                 _typed(out, line, shown)
+                if out and out[-1].type == "type" and not line["text"].endswith(("\n", "\t")):
+                    typed = out[-1]
+                    typed.fields["raw"] = line["text"].rsplit("\n", 1)[-1].rsplit("\t", 1)[-1]
+                    typed.fields["t_end"] = int(line["t_end_ns"])
         elif kind in ("key", "hotkey"):
             keys = [k.lower() for k in line["keys"]]
             fields: dict[str, Any] = {"keys": keys, "count": int(line.get("count") or 1)}
@@ -164,6 +193,33 @@ def expected_actions(
         for e in out[start:]:
             e.truth_seq = seq
     return out
+
+
+def _corrects(line: dict[str, Any], typed: Expected) -> bool:
+    """True when ``line`` continues the open typed text: BackSpace presses, or more typing
+    without a target, soon enough for the recorder to keep one sequence."""
+    soon = int(line["t_start_ns"]) - typed.fields["t_end"] < SEQUENCE_IDLE_S * 1e9
+    if line["action"] == "key":
+        return soon and [k.lower() for k in line["keys"]] == ["backspace"]
+    if line["action"] == "type":
+        return soon and not line.get("target") and not line.get("secret")
+    return False
+
+
+def _correct(typed: Expected, line: dict[str, Any], shown: Callable[[str], str]) -> str:
+    """Apply ``line`` to the open typed text; returns what follows an Enter or Tab in it."""
+    raw: str = typed.fields["raw"]
+    rest = ""
+    if line["action"] == "key":
+        raw = raw[: max(0, len(raw) - int(line.get("count") or 1))]
+    else:
+        text: str = line["text"]
+        cut = min((i for i in (text.find("\n"), text.find("\t")) if i >= 0), default=len(text))
+        raw, rest = raw + text[:cut], text[cut:]
+    typed.fields["raw"] = raw
+    typed.fields["text"] = shown(raw)
+    typed.fields["t_end"] = int(line["t_end_ns"])
+    return rest
 
 
 def _typed(out: list[Expected], line: dict[str, Any], shown: Callable[[str], str]) -> None:
@@ -226,12 +282,13 @@ def _fits(e: Expected, f: Found) -> bool:
         return True
     if e.type == "move":
         return _close([ef["x"], ef["y"]], [ff["x"], ff["y"]])
+    if e.type == "wait":
+        return abs(ef["seconds"] - ff["seconds"]) <= WAIT_TOLERANCE_S
     return False
 
 
 def score(expected: list[Expected], found: list[Found]) -> Score:
-    """Greedy one-to-one matching in time order; waits are left out on both sides."""
-    found = [f for f in found if f.type != "wait"]
+    """Greedy one-to-one matching in time order."""
     free = sorted(range(len(found)), key=lambda i: found[i].t_ns)
     used: set[int] = set()
     matched = 0
@@ -265,11 +322,17 @@ def score(expected: list[Expected], found: list[Found]) -> Score:
             used.add(best)
             matched += 1
             counts[0] += 1
-    extra = [found[i] for i in range(len(found)) if i not in used]
+    # a short wait that matched nothing is in the band where the two clocks may disagree
+    unsure = {
+        i
+        for i, f in enumerate(found)
+        if i not in used and f.type == "wait" and f.fields["seconds"] < WAIT_SURE_S
+    }
+    extra = [found[i] for i in range(len(found)) if i not in used and i not in unsure]
     n_expected = sum(1 for e in expected if not e.secret)
     return Score(
         expected=n_expected,
-        found=len(found) - secret_hits,
+        found=len(found) - secret_hits - len(unsure),
         matched=matched,
         missed=missed,
         extra=extra,

@@ -147,7 +147,9 @@ class Workbench:
         ttk.Label(frame, text="Files").grid(row=row, column=0, sticky="nw", pady=3)
         box = ttk.Frame(frame, name="files_box")
         box.grid(row=row, column=1, sticky="we", pady=3)
-        files = tk.Listbox(box, name="files", height=8, exportselection=False)
+        files = tk.Listbox(
+            box, name="files", height=8, exportselection=False, selectmode="extended"
+        )
         scroll = ttk.Scrollbar(box, name="files_scrollbar", command=files.yview)
         files.configure(yscrollcommand=scroll.set)
         files.insert("end", *spec.FILES)
