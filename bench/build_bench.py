@@ -58,7 +58,7 @@ from demotrace.store.frames import FrameReader
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import cpu_seconds, rss_peak_mb  # noqa: E402  (bench/ is not a package)
+from common import cpu_seconds, rss_peak_mb, save_result  # noqa: E402  (bench/ is not a package)
 
 OUT = HERE / "out" / "build.json"
 HOME = HERE / "out" / "build-home"
@@ -394,9 +394,7 @@ def main() -> None:
         f"input {result['input']['home']}: session {result['input']['session_s']:.0f} s"
         f"{made}; peak RSS {result['rss_peak_mb']:.0f} MB"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    console.print(f"wrote {args.out}")
+    save_result(result, args.out, console)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -45,3 +46,10 @@ def start_xinput(display: str) -> subprocess.Popen:
 
 def stop(proc: subprocess.Popen) -> None:
     stop_recorder(proc)  # SIGINT, then kill: the same for xinput
+
+
+def save_result(result: dict, out: Path, console: object) -> None:
+    """Write a benchmark's result as JSON to ``out`` and say where (``console`` is rich's)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    console.print(f"wrote {out}")  # type: ignore[attr-defined]

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import platform
 import statistics
@@ -43,7 +42,7 @@ from rich.table import Table
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import workday  # noqa: E402  (bench/ is not a package)
-from common import cpu_seconds, rss_peak_mb  # noqa: E402
+from common import cpu_seconds, rss_peak_mb, save_result  # noqa: E402
 
 OUT = HERE / "out" / "reduce.json"
 Reducer = Callable[..., Any]
@@ -271,9 +270,7 @@ def main() -> None:
         f"input {result['input']['path']}: {result['input']['parquet_bytes'] / 1e6:.1f} MB"
         f"{made}; peak RSS {result['rss_peak_mb']:.0f} MB"
     )
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    console.print(f"wrote {args.out}")
+    save_result(result, args.out, console)
 
 
 if __name__ == "__main__":

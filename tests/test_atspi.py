@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from demotrace.privacy.atspi import FocusInfo, FocusWatcher
+from demotrace.privacy.policy import demo_policy_path
 from demotrace.testbench import a11y as a11y_mod
 from demotrace.testbench import gtk_login
 
@@ -447,3 +448,13 @@ def _zombie(pid: int) -> bool:
         stat = Path(f"/proc/{pid}/stat").read_text()
         return stat[stat.rfind(")") + 2] == "Z"
     return True
+
+
+def login_policy(folder: Path) -> Path:
+    """The demo policy with the GTK login app in scope (typed text kept as text)."""
+    policy = folder / "login-policy.toml"
+    policy.write_text(
+        demo_policy_path().read_text()
+        + f'\n[[apps]]\nname = "Login"\nclass = ["{gtk_login.WM_CLASS}"]\nkeystrokes = "text"\n'
+    )
+    return policy

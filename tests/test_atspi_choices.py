@@ -11,11 +11,10 @@ import pytest
 
 from demotrace.dataset.build import BuildConfig, build_session
 from demotrace.dataset.sources import LocalStoreSource
-from demotrace.privacy.policy import demo_policy_path
 from demotrace.testbench import a11y as a11y_mod
 from demotrace.testbench import gtk_login
 from demotrace.testbench.recorder_process import start_recorder, stop_recorder
-from test_atspi import _REASON, LoginApp
+from test_atspi import _REASON, LoginApp, login_policy
 
 pytestmark = pytest.mark.desktop
 
@@ -60,11 +59,7 @@ def test_gtk_dropdown_choice_is_a_select_option_named_by_atspi(desktop, tmp_path
     app = LoginApp(desktop, env, tmp_path)
     home = tmp_path / "home"
     home.mkdir()
-    policy = tmp_path / "login-policy.toml"
-    policy.write_text(
-        demo_policy_path().read_text()
-        + f'\n[[apps]]\nname = "Login"\nclass = ["{gtk_login.WM_CLASS}"]\nkeystrokes = "text"\n'
-    )
+    policy = login_policy(tmp_path)
     try:
         proc = start_recorder(desktop.display, home, policy=policy, env=dict(env))
         try:

@@ -396,8 +396,7 @@ def test_gtk_password_field_found_through_atspi_leaves_only_a_secret_gap(
     desktop, tmp_path: Path
 ) -> None:
     from demotrace.testbench import a11y as a11y_mod
-    from demotrace.testbench import gtk_login
-    from test_atspi import _REASON, LoginApp
+    from test_atspi import _REASON, LoginApp, login_policy
 
     if _REASON is not None:
         pytest.skip(f"AT-SPI unavailable: {_REASON}")
@@ -405,11 +404,7 @@ def test_gtk_password_field_found_through_atspi_leaves_only_a_secret_gap(
     app = LoginApp(desktop, env, tmp_path)
     home = tmp_path / "home"
     home.mkdir()
-    policy = tmp_path / "login-policy.toml"
-    policy.write_text(
-        Path(DEMO).read_text()
-        + f'\n[[apps]]\nname = "Login"\nclass = ["{gtk_login.WM_CLASS}"]\nkeystrokes = "text"\n'
-    )
+    policy = login_policy(tmp_path)
     canary = "gtkcanary42"  # lower case only: a weak password the redactor alone would miss
     try:
         proc = start_recorder(desktop.display, home, policy=policy, env=dict(env))

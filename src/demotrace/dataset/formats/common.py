@@ -289,6 +289,20 @@ StepRecord = Callable[[Step, list[Any], str | None], dict[str, Any]]
 EpisodeRecord = Callable[[Episode, list[dict[str, Any]]], dict[str, Any]]
 
 
+def step_fields(step: Step, image: str | None) -> dict[str, Any]:
+    """What every per-step record of the JSONL exports starts with: its index and image path."""
+    return {"step_index": step["step_index"], "image": image and f"images/{image}"}
+
+
+def step_record(key: str) -> StepRecord:
+    """A per-step record: :func:`step_fields` plus the dialect's items under ``key``."""
+
+    def record(step: Step, items: list[Any], image: str | None) -> dict[str, Any]:
+        return {**step_fields(step, image), key: items}
+
+    return record
+
+
 def export_jsonl(
     dataset: Dataset,
     summary: Summary,

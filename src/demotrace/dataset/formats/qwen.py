@@ -124,13 +124,6 @@ def export(
 ) -> common.Summary:
     summary = common.Summary("qwen", out)
 
-    def step_record(step: Step, items: list[dict[str, Any]], image: str | None) -> dict[str, Any]:
-        return {
-            "step_index": step["step_index"],
-            "image": image and f"images/{image}",
-            "tool_calls": items,
-        }
-
     def episode_record(episode: common.Episode, steps: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "episode_id": episode["episode_id"],
@@ -140,6 +133,12 @@ def export(
 
     images = common.Images(out / "images")
     common.export_jsonl(
-        dataset, summary, to_dialect, step_record, episode_record, images=images, progress=progress
+        dataset,
+        summary,
+        to_dialect,
+        common.step_record("tool_calls"),
+        episode_record,
+        images=images,
+        progress=progress,
     )
     return summary

@@ -175,8 +175,7 @@ def export(
     def step_record(step: Step, items: list[str], image: str | None) -> dict[str, Any]:
         response = f"Thought: {thought(step)}\nAction: " + "\n\n".join(items)
         return {
-            "step_index": step["step_index"],
-            "image": image and f"images/{image}",
+            **common.step_fields(step, image),
             "response": response,
         }
 
