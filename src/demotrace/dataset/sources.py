@@ -111,7 +111,12 @@ class LocalStoreSource:
 
 
 def open_source(spec: str | Path) -> Source:
-    """A source from what the person typed: a store folder, or a DEMOTRACE_HOME holding one."""
+    """A source from what the person typed: a store folder, a DEMOTRACE_HOME holding one, or a
+    collector's lake (a folder or a URI such as ``s3://bucket/lake``)."""
+    from demotrace.lake import LakeSource, is_lake
+
+    if is_lake(spec):
+        return LakeSource(spec)
     path = Path(spec)
     if (path / "store" / "demotrace.db").exists():
         path = path / "store"
@@ -120,12 +125,13 @@ def open_source(spec: str | Path) -> Source:
     if not path.exists():
         raise DatasetError(
             f"There is nothing at {spec} to build from. Give a local store folder (the `store` "
-            "folder under DEMOTRACE_HOME, or DEMOTRACE_HOME itself), or leave SOURCE out to "
-            "build from this machine's recordings."
+            "folder under DEMOTRACE_HOME, or DEMOTRACE_HOME itself), a collector's lake, or "
+            "leave SOURCE out to build from this machine's recordings."
         )
     raise DatasetError(
-        f"{spec} is not a demotrace store: it has no demotrace.db. Give a local store folder "
-        "(the `store` folder under DEMOTRACE_HOME, or DEMOTRACE_HOME itself)."
+        f"{spec} is not a demotrace store or lake: it has no demotrace.db and no sessions "
+        "folder. Give a local store folder (the `store` folder under DEMOTRACE_HOME, or "
+        "DEMOTRACE_HOME itself) or a collector's lake."
     )
 
 
