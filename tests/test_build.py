@@ -68,6 +68,10 @@ def test_build_writes_the_layout(store_root: Path, tmp_path: Path) -> None:
     assert info["format"] == "demotrace-dataset" and info["version"] == FORMAT_VERSION
     assert info["counts"]["steps"] == 4 and info["counts"]["episodes"] == 1
     assert info["screens"] == [[800, 600]] and info["skipped"] == []
+    # the store's path (it names its owner's home) is not written into the dataset
+    assert info["sources"] == ["a local store"]
+    for name in ("README.md", "meta/info.json"):
+        assert str(store_root) not in (out / name).read_text()
     steps = pq.read_table(out / "data" / "steps-00000.parquet")
     assert steps.schema.names == STEP_SCHEMA.names
     assert steps.schema.metadata[b"huggingface"] == STEP_SCHEMA.metadata[b"huggingface"]

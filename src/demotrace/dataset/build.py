@@ -43,7 +43,7 @@ from demotrace.dataset.schema import (
     STEP_SCHEMA,
     STEPS_PER_FILE,
 )
-from demotrace.dataset.sources import Source, open_source, session_problem
+from demotrace.dataset.sources import LocalStoreSource, Source, open_source, session_problem
 from demotrace.errors import DatasetError
 
 _PNG_CACHE = 48
@@ -428,7 +428,9 @@ def build(
                 writer.add(result)
                 if progress is not None:
                     progress(result, i + 1, len(refs))
-            return writer.close({"engine": engine, "sources": [source.spec]})
+            # a local store's path names its owner (/home/<user>/...): the dataset says less
+            label = "a local store" if isinstance(source, LocalStoreSource) else source.spec
+            return writer.close({"engine": engine, "sources": [label]})
         except BaseException:
             writer.abort()
             raise
