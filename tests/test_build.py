@@ -210,3 +210,13 @@ def test_interrupted_build_leaves_nothing(store_root: Path, tmp_path: Path, monk
     assert not (tmp_path / "ds").exists()
     assert not list(tmp_path.glob(".ds.building-*"))
     shutil.rmtree(tmp_path / "store")
+
+
+def test_damaged_event_details_skip_the_session(tmp_path: Path) -> None:
+    root = tmp_path / "store"
+    _session(root, 1)
+    with Store(root) as store, store.db:
+        store.db.execute("UPDATE events SET data = '{not json' WHERE kind = 5")  # FOCUS rows
+    info = build(root, tmp_path / "ds")
+    assert info["counts"]["sessions"] == 0
+    assert "damaged" in info["skipped"][0]["reason"]

@@ -284,3 +284,27 @@ def test_outside_working_hours_nothing_passes() -> None:
     assert [data(t)["text"] for t in kinds(rows, Kind.TEXT)] == ["ok"]
     assert [data(g)["reason"] for g in kinds(rows, Kind.GAP)] == ["hours"]
     assert not [r for r in rows if r[2] == Kind.MOVE]
+
+
+def test_hotkey_release_after_its_modifiers_and_other_chords() -> None:
+    """The hotkey's key is dropped on release too, even once ctrl and alt are up; the same key
+    with one more modifier is not the hotkey (the grab does not take it: the app gets it)."""
+    h = Harness()
+    h.focus("Editor")
+    code = 10 + len("p")
+    for state, press, name in (
+        (0, 1, "Control_L"),
+        (MOD_CONTROL, 1, "Alt_L"),
+        (MOD_CONTROL | MOD_ALT, 1, "p"),
+        (MOD_CONTROL | MOD_ALT, 0, "Alt_L"),
+        (MOD_CONTROL, 0, "Control_L"),
+        (0, 0, "p"),  # released last, with no modifier held
+    ):
+        key = code if name == "p" else 50 + len(name)
+        h.gate.feed([Row(h.tick(), 1, Kind.KEY, 5, 5, key, state, press, name)])
+    h.key("P", MOD_CONTROL | MOD_ALT | MOD_SHIFT)
+    rows = h.finish()
+    assert [(r.name, r.value) for r in kinds(rows, Kind.KEY) if r.name in ("p", "P")] == [
+        ("P", 1),
+        ("P", 0),
+    ]

@@ -34,7 +34,7 @@ def test_a_lake_builds_the_same_dataset_as_its_store(two_sessions, tmp_path: Pat
     from_store, from_lake = tmp_path / "a", tmp_path / "b"
     build(store, from_store)
     info = build(lake, from_lake)
-    assert info["counts"]["sessions"] == 2 and info["sources"] == [str(lake)]
+    assert info["counts"]["sessions"] == 2 and info["sources"] == ["a lake"]
     assert _parquet_files(from_store) == _parquet_files(from_lake)
     layout = sorted(str(p.relative_to(lake)).split("/")[0] for p in lake.rglob("*") if p.is_file())
     assert set(layout) == {"sessions", "events", "frames", "tiles"}
@@ -99,3 +99,27 @@ def test_ray_engine_reads_the_lake(two_sessions, tmp_path: Path) -> None:
     build(store, local)
     build(lake, ray, engine="ray")
     assert _parquet_files(local) == _parquet_files(ray)
+    # an error in a Ray worker comes back as its own one-paragraph message
+    next((lake / "events").rglob("seg-*.parquet")).write_bytes(b"PAR1 not really")
+    with pytest.raises(DatasetError, match="damaged"):
+        build(lake, tmp_path / "broken", engine="ray")
+
+
+def test_source_labels_never_carry_paths_or_credentials() -> None:
+    from types import SimpleNamespace
+
+    from demotrace.dataset.build import source_label
+
+    def label(spec: str) -> str:
+        return source_label(SimpleNamespace(spec=spec))  # type: ignore[arg-type]
+
+    assert label("/home/ada/lake") == "a lake"
+    assert label("s3://AKIAXXXX:topsecret@bucket/lake?region=eu") == "s3://bucket/lake"
+
+
+def test_damaged_session_files_and_events_are_clear(two_sessions, tmp_path: Path) -> None:
+    _store, lake = two_sessions
+    meta = next((lake / "sessions").rglob("*.json"))
+    meta.write_text('{"device": "../../etc", "session": 1}')
+    with pytest.raises(DatasetError, match="is damaged"):
+        build(lake, tmp_path / "a")

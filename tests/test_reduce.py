@@ -485,3 +485,48 @@ def test_accessibility_names_the_choice() -> None:
         "name": "Save",
         "source": "atspi",
     }
+
+
+def test_review_cases_of_episodes_and_keys() -> None:
+    """The last action before a long silence stays in its episode; a silence holding a gap is no
+    wait; the same key pressed again after a long pause is two steps."""
+    ev = Events()
+    ev.move(10, 10)
+    ev.click()
+    ev.wheel(5, after=300)
+    ev.idle(120)
+    ev.click(after=10)
+    eps = split_episodes(reduce_events(ev.table()))
+    assert [[a.type for a in e.actions] for e in eps] == [["click", "scroll"], ["click"]]
+
+    ev = Events()
+    ev.marker("task_start", "Write the memo")
+    ev.move(10, 10)
+    ev.click()
+    ev.gap("paused", 900)  # private time inside the task
+    ev.move(20, 10, after=10)
+    ev.click(after=10)
+    eps = split_episodes(reduce_events(ev.table()))
+    assert [a.type for a in eps[0].actions] == ["click", "click"]
+
+    ev = Events()
+    ev.key("Down", True)  # its release is lost
+    ev.idle(600)
+    ev.key("Down", True, after=10)
+    ev.key("Down", False)
+    assert actions(ev) == [("key", {"keys": ["down"]}), ("key", {"keys": ["down"]})]
+
+
+def test_no_hover_step_without_a_menu_under_the_pointer() -> None:
+    """A completion list that pops up while typing, or a menu opened with the keyboard, is no
+    hover."""
+    ev = Events()
+    ev.focus("App", 1)
+    ev.move(100, 100)
+    ev.text("ger")
+    ev.popup(True, "COMBO", [100, 120, 200, 100])  # completion list
+    ev.chord("Alt_L", "f", state_bits=(MOD_ALT,))
+    ev.popup(True, "POPUP_MENU", [300, 20, 100, 120], window=70)  # opened by alt+f
+    ev.idle(1.5)
+    ev.popup(True, "POPUP_MENU", [400, 20, 80, 120], window=71)  # the pointer is not on 70
+    assert "move" not in [k for k, _f in actions(ev)]

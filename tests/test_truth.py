@@ -70,3 +70,20 @@ def test_wrong_fields_misses_and_extras_are_counted() -> None:
     assert {e.type for e in result.missed} == {"click", "type", "wait"}
     assert sorted(f.type for f in result.extra) == ["click", "scroll", "type"]
     assert result.precision == 2 / 5 and result.recall == 2 / 5
+
+
+def test_a_named_choice_scores_as_the_option_chosen() -> None:
+    line = _line(1, "select_option", 1, 2, option="Germany", popup={"kind": "combo"})
+    line["steps"] = [
+        _line(0, "click", 1, 1.2, x=10, y=10, button="left", count=1, modifiers=[]),
+        _line(0, "click", 1.6, 1.8, x=12, y=40, button="left", count=1, modifiers=[]),
+    ]
+    expected = expected_actions([line])
+    opener = Found("click", int(1 * S), {"x": 10, "y": 10, "button": "left", "count": 1})
+    opener.skills = ["dropdown"]
+    right = Found("select_option", int(1.6 * S), {"x": 12, "y": 41, "value": "Germany"})
+    right.skills = ["dropdown"]
+    assert score(expected, [opener, right]).recall == 1.0
+    wrong = Found("select_option", int(1.6 * S), {"x": 12, "y": 41, "value": "Japan"})
+    wrong.skills = ["dropdown"]
+    assert score(expected, [opener, wrong]).recall == 0.5

@@ -22,6 +22,7 @@ import datetime as dt
 import io
 import json
 import posixpath
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ from demotrace.errors import DatasetError
 from demotrace.model import Kind
 
 SEGMENT_ROWS = 500_000
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _MANIFEST = struct.Struct("<4sIII")  # magic, width, height, tile
 _MAGIC = b"DTF1"
 
@@ -90,6 +93,11 @@ class _Files:
 
     def exists(self, rel: str) -> bool:
         return self.fs.get_file_info(self.path(rel)).type == pafs.FileType.File
+
+    def any_under(self, rel: str) -> bool:
+        """True if ``rel`` is a folder with something in it (one shallow listing)."""
+        selector = pafs.FileSelector(self.path(rel), allow_not_found=True)
+        return bool(self.fs.get_file_info(selector))
 
     def listing(self, rel: str) -> list[str]:
         """Paths (relative to the root) of the files under ``rel``, sorted."""
@@ -179,7 +187,7 @@ class LakeSource:
     def __init__(self, uri: str | Path) -> None:
         self.spec = str(uri)
         self.files = _Files(uri)
-        if not self.files.listing("sessions"):
+        if not self.files.any_under("sessions"):
             raise DatasetError(
                 f"{uri} holds no lake sessions (no sessions/<device>/<session>.json). Give a "
                 "collector's lake folder or URI, or a local store."
@@ -192,29 +200,34 @@ class LakeSource:
             if not rel.endswith(".json"):
                 continue
             try:
-                meta = json.loads(self.files.read(rel))
-            except ValueError:
-                raise DatasetError(f"The lake's session file {rel} is not JSON.") from None
-            info = meta.get("info") or {}
-            keys = ("double_click_ms", "double_click_px")
-            out.append(
-                {
-                    "source": self.spec,
-                    "kind": "lake",
-                    "device": str(meta["device"]),
-                    "session": int(meta["session"]),
-                    "date": meta["date"],
-                    "started_wall_ns": int(meta["started_wall_ns"]),
-                    "started_mono_ns": int(meta["started_mono_ns"]),
-                    "ended_mono_ns": meta.get("ended_mono_ns"),
-                    "status": meta.get("status"),
-                    "screen": list(meta.get("screen") or [0, 0]),
-                    "event_model": int(meta["event_model"]),
-                    "input": {k: int(info[k]) for k in keys if isinstance(info.get(k), int)},
-                }
-            )
+                out.append(self._session(json.loads(self.files.read(rel))))
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                raise DatasetError(
+                    f"The lake's session file {rel} is damaged ({type(exc).__name__}: {exc}); "
+                    "restore it from the collector, or move it away to build without it."
+                ) from None
         out.sort(key=lambda r: (r["device"], r["session"]))
         return out
+
+    def _session(self, meta: dict[str, Any]) -> dict[str, Any]:
+        info = meta.get("info") or {}
+        keys = ("double_click_ms", "double_click_px")
+        if not _NAME.fullmatch(str(meta["device"])) or not _DATE.fullmatch(str(meta["date"])):
+            raise ValueError("its device or date is not a plain name")  # they become paths
+        return {
+            "source": self.spec,
+            "kind": "lake",
+            "device": str(meta["device"]),
+            "session": int(meta["session"]),
+            "date": meta["date"],
+            "started_wall_ns": int(meta["started_wall_ns"]),
+            "started_mono_ns": int(meta["started_mono_ns"]),
+            "ended_mono_ns": meta.get("ended_mono_ns"),
+            "status": meta.get("status"),
+            "screen": list(meta.get("screen") or [0, 0]),
+            "event_model": int(meta["event_model"]),
+            "input": {k: int(info[k]) for k in keys if isinstance(info.get(k), int)},
+        }
 
     def events(self, ref: dict[str, Any]) -> pa.Table:
         folder = f"events/date={ref['date']}/device={ref['device']}/session={ref['session']}"
@@ -258,6 +271,7 @@ class LakeSource:
 
     def missing_frames(self, ref: dict[str, Any], frame_ids: set[str]) -> set[str]:
         missing = set()
+        present: dict[bytes, bool] = {}  # frames share most tiles: ask about each one once
         for fid in frame_ids:
             rel = _blob("frames", fid, "bin")
             try:
@@ -265,8 +279,12 @@ class LakeSource:
             except (OSError, ValueError, pa.ArrowException):
                 missing.add(fid)
                 continue
-            if any(not self.files.exists(_blob("tiles", th.hex(), "webp")) for th in set(hashes)):
-                missing.add(fid)
+            for th in set(hashes):
+                if th not in present:
+                    present[th] = self.files.exists(_blob("tiles", th.hex(), "webp"))
+                if not present[th]:
+                    missing.add(fid)
+                    break
         return missing
 
     def close(self) -> None:

@@ -32,7 +32,7 @@ from demotrace.model import (
 )
 from demotrace.privacy.gate import Gate
 from demotrace.privacy.policy import Policy
-from demotrace.privacy.redact import redact
+from demotrace.privacy.redact import mask_text, redact, redact_url
 from demotrace.privacy.scope import Layout
 from demotrace.store.db import Store
 from demotrace.store.writer import FrameWrite, Writer
@@ -114,6 +114,13 @@ ITEM_ROLES = frozenset(
 #: A focused item is the one being chosen only if it got the focus this recently before the press.
 ITEM_FRESH_NS = 10_000_000_000
 
+
+def _app_key(name: str) -> str:
+    """An app name as AT-SPI (program name) and X (WM_CLASS) both spell it: letters and digits,
+    lower case (``acme-login`` and ``AcmeLogin`` are the same app)."""
+    return "".join(c for c in name.lower() if c.isalnum())
+
+
 _TICK_S = 0.25
 _MODS = {"ctrl": MOD_CONTROL, "alt": MOD_ALT, "shift": MOD_SHIFT, "super": MOD_SUPER}
 
@@ -191,6 +198,8 @@ class Recorder:
         self.counts: dict[int, int] = {}
         #: The instruction of the task the worker marked as started (None: no task open).
         self.task_open: str | None = None
+        # the control socket and the hotkey (indicator thread) may mark a task at once
+        self._task_lock = threading.RLock()
         self.warnings: list[str] = []
         self.started_ns = 0
 
@@ -441,15 +450,17 @@ class Recorder:
         data: dict[str, Any] = {"what": f"task_{what}"}
         if what == "start" and text:
             data["text"] = redact(str(text))[:2000]
-        row = Row(now_ns(), None, Kind.MARKER, data=json.dumps(data, separators=(",", ":")))
-        self._on_rows([row])
-        self.task_open = data.get("text", "") if what == "start" else None
+        with self._task_lock:
+            row = Row(now_ns(), None, Kind.MARKER, data=json.dumps(data, separators=(",", ":")))
+            self._on_rows([row])
+            self.task_open = data.get("text", "") if what == "start" else None
         self._show_state()
         return {"ok": True, "task": what, "text": data.get("text")}
 
     def toggle_task(self) -> dict[str, Any]:
         """The task hotkey: start a task (no instruction) when none is open, else end it."""
-        return self.task("start" if self.task_open is None else "end")
+        with self._task_lock:
+            return self.task("start" if self.task_open is None else "end")
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:
         """Answer one control request (from the control socket)."""
@@ -525,9 +536,9 @@ class Recorder:
         return self._seq
 
     def _on_rows(self, rows: list[Row]) -> None:
-        if self._watcher is not None:
-            rows = [self._with_item(r) if r[2] == Kind.TARGET else r for r in rows]
         with self._lock:
+            if self._watcher is not None:
+                rows = [self._with_item(r) if r[2] == Kind.TARGET else r for r in rows]
             assert self._gate is not None
             self._gate.feed(rows)
         # Only window rows (focus, title) change what the indicator shows; input batches, the
@@ -539,17 +550,27 @@ class Recorder:
         """A press in a dropdown or menu: add the item accessibility says has the focus (its
         role and name, redacted), which is the item being chosen."""
         data = json.loads(row.data or "{}")
-        if not data.get("popup"):
+        gate = self._gate
+        if not data.get("popup") or gate is None:
             return row
+        rule = gate.active_rule
         info = self._watcher.focus_at(row.t_ns)
         if (
             info is None
+            or info.secret
+            or gate.active_secret
+            or rule is None
+            or rule.keystrokes == "keys"  # the policy keeps no text of this app
             or info.role not in ITEM_ROLES
             or not info.name
             or row.t_ns - info.t_ns > ITEM_FRESH_NS
+            or _app_key(info.app) != _app_key(str(data.get("app") or ""))
         ):
             return row
-        data["a11y"] = {"role": info.role, "name": redact(info.name)}
+        name = redact_url(info.name) if "://" in info.name else redact(info.name)
+        if rule.keystrokes == "masked":
+            name = mask_text(name)
+        data["a11y"] = {"role": info.role, "name": name}
         return row._replace(data=json.dumps(data, separators=(",", ":")))
 
     def _on_layout(self, layout: Layout) -> None:

@@ -157,8 +157,14 @@ def build_session(source: Source, ref: dict[str, Any], cfg: BuildConfig) -> Sess
         out.skipped = "no events were recorded"
         return out
     out.partial = ref.get("status") not in ("stopped", "ended")
-    red = _reduce(events, tuple(ref.get("screen") or (0, 0)), reduce_config(cfg.reduce, ref))  # type: ignore[arg-type]
-    episodes = split_episodes(red, cfg.episodes)
+    screen = tuple(ref.get("screen") or (0, 0))
+    try:
+        red = _reduce(events, screen, reduce_config(cfg.reduce, ref))  # type: ignore[arg-type]
+        episodes = split_episodes(red, cfg.episodes)
+    except (ValueError, TypeError, KeyError, AttributeError, pa.ArrowException) as exc:
+        # a row whose details are damaged (bad JSON, wrong types): skip it loudly, never guess
+        out.skipped = f"its events are damaged and cannot be reduced ({type(exc).__name__}: {exc})"
+        return out
     wanted = {a.frame for e in episodes for a in e.actions if a.frame}
     missing = source.missing_frames(ref, wanted)
     if missing:
@@ -384,6 +390,19 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
     )
 
 
+def source_label(source: Source) -> str:
+    """How the dataset names where it came from: never a local path (it names its owner's home),
+    never credentials: ``a local store``, ``a lake``, or a lake URI without user info or query."""
+    if isinstance(source, LocalStoreSource):
+        return "a local store"
+    spec = str(source.spec)
+    if "://" not in spec:
+        return "a lake"
+    scheme, _, rest = spec.partition("://")
+    rest = rest.split("?", 1)[0].split("#", 1)[0]
+    return f"{scheme}://{rest.rpartition('@')[2]}"
+
+
 def sessions_of(source: Source, only: list[int] | None = None) -> list[dict[str, Any]]:
     refs = source.sessions()
     if only:
@@ -428,9 +447,7 @@ def build(
                 writer.add(result)
                 if progress is not None:
                     progress(result, i + 1, len(refs))
-            # a local store's path names its owner (/home/<user>/...): the dataset says less
-            label = "a local store" if isinstance(source, LocalStoreSource) else source.spec
-            return writer.close({"engine": engine, "sources": [label]})
+            return writer.close({"engine": engine, "sources": [source_label(source)]})
         except BaseException:
             writer.abort()
             raise

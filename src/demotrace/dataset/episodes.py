@@ -14,6 +14,7 @@ Inside an episode, a silence of ``wait_s`` (default 3 s) or more between two act
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass, field
 
 from demotrace.dataset.reduce import Action, Reduction
@@ -54,9 +55,12 @@ def split_episodes(red: Reduction, cfg: EpisodeConfig | None = None) -> list[Epi
             bounds.append((t, 1, "gap", None))
     for t_from, t_to in red.idle:
         if t_to - t_from >= idle_ns:
-            bounds.append((t_from, 1, "idle", None))
+            # the cut is where input resumed: the action that ended the input stays before it
+            bounds.append((t_to, 1, "idle", None))
     bounds.sort(key=lambda b: (b[0], b[1]))
-    idle = sorted(red.idle)
+    # a silence that holds a gap is not a wait: private time, or a password being typed
+    gap_spans = sorted((t, t + max(duration, 1)) for t, _s, _r, duration in red.gaps)
+    idle = [(t0, t1) for t0, t1 in sorted(red.idle) if not _overlaps(gap_spans, t0, t1)]
 
     episodes: list[Episode] = []
     current: Episode | None = None
@@ -111,6 +115,12 @@ def split_episodes(red: Reduction, cfg: EpisodeConfig | None = None) -> list[Epi
     for i, e in enumerate(episodes):
         e.index = i
     return episodes
+
+
+def _overlaps(spans: list[tuple[int, int]], t0: int, t1: int) -> bool:
+    """True if any of the sorted ``spans`` meets the interval [t0, t1]."""
+    i = bisect_right(spans, (t1, 1 << 62))  # spans starting after t1 cannot meet it
+    return any(s1 >= t0 for _s0, s1 in spans[:i])
 
 
 def _wait(t_from: int, t_to: int, prev: Action, red: Reduction) -> Action:

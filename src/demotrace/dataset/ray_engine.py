@@ -20,7 +20,7 @@ from typing import Any
 import pyarrow as pa
 
 from demotrace.dataset.build import BuildConfig, SessionOutput, build_session
-from demotrace.errors import DatasetError
+from demotrace.errors import DatasetError, DemotraceError
 
 
 def _to_ipc(table: pa.Table | None) -> bytes:
@@ -46,10 +46,14 @@ def _build_batch(batch: pa.Table, cfg: BuildConfig) -> pa.Table:
     try:
         for ref_json in batch.column("ref").to_pylist():
             ref = json.loads(ref_json)
-            source = sources.get(ref["source"])
-            if source is None:
-                source = sources[ref["source"]] = open_source(ref["source"])
-            result = build_session(source, ref, cfg)
+            try:
+                source = sources.get(ref["source"])
+                if source is None:
+                    source = sources[ref["source"]] = open_source(ref["source"])
+                result = build_session(source, ref, cfg)
+                error = None
+            except DemotraceError as exc:  # its one-paragraph message, not a RayTaskError
+                result, error = SessionOutput(ref), str(exc)
             out["ref"].append(ref_json)
             out["steps"].append(_to_ipc(result.steps))
             out["episodes"].append(_to_ipc(result.episodes))
@@ -59,6 +63,7 @@ def _build_batch(batch: pa.Table, cfg: BuildConfig) -> pa.Table:
                 "events": result.events,
                 "frames": result.frames,
                 "screens": result.screens,
+                "error": error,
             }
             out["meta"].append(json.dumps(meta))
     finally:
@@ -121,6 +126,8 @@ def run_sessions(
         for batch in ds.iter_batches(batch_size=1, batch_format="pyarrow"):
             for row in batch.to_pylist():
                 meta = json.loads(row["meta"])
+                if meta.get("error"):
+                    raise DatasetError(meta["error"])
                 yield SessionOutput(
                     ref=json.loads(row["ref"]),
                     steps=_from_ipc(row["steps"]),

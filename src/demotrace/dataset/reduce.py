@@ -177,6 +177,11 @@ class _Moves:
         b = int(np.searchsorted(self.seq, seq_to, side="left"))
         return slice(a, max(a, b))
 
+    def at_time(self, t: int) -> tuple[int, int] | None:
+        """Pointer position of the last move at or before time ``t``."""
+        i = int(np.searchsorted(self.t, t, side="right")) - 1
+        return (int(self.x[i]), int(self.y[i])) if i >= 0 else None
+
     def at(self, seq: int) -> tuple[int, int] | None:
         """Pointer position of the last move before ``seq``."""
         i = int(np.searchsorted(self.seq, seq, side="left")) - 1
@@ -198,7 +203,8 @@ class _Walker:
         self.moves = moves
         self.atoms: list[Action] = []
         self.focus: list[tuple[int, int, int, str, str]] = []  # (t, seq, window, app, title)
-        self.popups: list[tuple[int, int, int, str, list[int]]] = []  # (t, seq, map, type, geom)
+        #: (t, seq, map, type, geometry, window) of popup rows
+        self.popups: list[tuple[int, int, int, str, list[int], int]] = []
         self.frames_for: dict[int, tuple[str, int]] = {}
         self.timeline: list[tuple[int, str]] = []  # (t_grab, frame)
         self.screens: list[tuple[int, int, int]] = []
@@ -213,7 +219,6 @@ class _Walker:
         self.text: Action | None = None  # an open typed text (TEXT row or named keys)
         self.tokens: list[str] | None = None  # named typing keys (event model 1, tests)
         self.held = 0  # modifier bits from modifier key presses, for rows without state
-        self.down: set[int] = set()  # key codes held
         self.last_key: tuple[int, int] | None = None  # (code, t) of the last key press
 
     def _new(self, kind: str, t: int, seq: int, **fields: Any) -> Action:
@@ -263,6 +268,7 @@ class _Walker:
             window = int(info.get("window") or 0)
             if window:
                 self._close_runs()
+                self.held = 0  # modifier releases may have gone to the window left behind
                 self.window = window
                 self.app, self.title = info.get("app") or "", info.get("title") or ""
                 self.focus.append((t, seq, window, self.app, self.title))
@@ -273,12 +279,14 @@ class _Walker:
         elif kind == Kind.POPUP:
             info = json.loads(data or "{}")
             geom = list(info.get("geometry") or [0, 0, 0, 0])
-            self.popups.append((t, seq, value, str(info.get("type") or ""), geom))
+            window = int(info.get("window") or 0)
+            self.popups.append((t, seq, value, str(info.get("type") or ""), geom, window))
         elif kind == Kind.SCREEN:
             self.screens.append((seq, x, y))
         elif kind == Kind.GAP:
             info = json.loads(data or "{}")
             self._close_runs()
+            self.held = 0  # what happened in the gap is unknown, key releases included
             self.gaps.append((t, seq, str(info.get("reason")), int(info.get("duration_ns") or 0)))
         elif kind == Kind.MARKER:
             info = json.loads(data or "{}")
@@ -331,10 +339,7 @@ class _Walker:
             self.held = self.held | bit if value else self.held & ~bit
             return
         if not value:
-            self.down.discard(code)
             return
-        repeat = code in self.down
-        self.down.add(code)
         mods = state if state >= 0 else self.held
         # a BackSpace inside a TEXT row's span was applied by the recorder already
         t_open = self.text
@@ -360,7 +365,7 @@ class _Walker:
             last is not None
             and last.type == "key"
             and last.fields["keys"] == keys
-            and (repeat or t - last.t_end <= self.cfg.key_repeat_s * 1e9)
+            and t - last.t_end <= self.cfg.key_repeat_s * 1e9  # auto-repeat is ~30 ms apart
         ):
             last.fields["count"] = last.fields.get("count", 1) + 1
             last.t_end, last.seq_end = t, seq
@@ -522,10 +527,12 @@ def _merge(w: _Walker, cfg: ReduceConfig) -> list[Action]:
     atoms = w.atoms
     moves = w.moves
     # drags: the release is far from the press (a release outside the screen is clamped)
-    width, height = (w.screens[-1][1], w.screens[-1][2]) if w.screens else (0, 0)
+    screen_seqs = [s[0] for s in w.screens]
     for a in atoms:
         if a.type != "click":
             continue
+        i = bisect_right(screen_seqs, a.seq_start) - 1
+        width, height = (w.screens[max(i, 0)][1], w.screens[max(i, 0)][2]) if w.screens else (0, 0)
         f = a.fields
         x1, y1 = f.pop("x1", f["x"]), f.pop("y1", f["y"])
         if width and height:
@@ -638,9 +645,18 @@ def _popups(out: list[Action], w: _Walker, cfg: ReduceConfig) -> None:
     times = [a.t_start for a in clicks]
     used: set[int] = set()
     hovers: list[Action] = []
-    for t, seq, mapped, ptype, geom in sorted(w.popups):
+    keyboard = [a for a in out if a.type in ("key", "switch_app", "type")]
+    keys = sorted([a.t_start for a in keyboard] + [a.t_end for a in keyboard if a.type == "type"])
+    by_window: dict[int, list[tuple[int, int, list[int]]]] = {}
+    for pt, _s, mapped, _ptype, geom, pw in sorted(w.popups):
+        by_window.setdefault(pw, []).append((pt, mapped, geom))
+    is_open: dict[int, tuple[str, list[int]]] = {}  # window -> (type, geometry) of open popups
+    for t, seq, mapped, ptype, geom, window in sorted(w.popups):
         if not mapped:
+            is_open.pop(window, None)
             continue
+        parents = dict(is_open)
+        is_open[window] = (ptype, geom)
         tag = _DROPDOWN_TYPES.get(ptype) or _MENU_TYPES.get(ptype)
         if tag is None:
             continue
@@ -653,10 +669,22 @@ def _popups(out: list[Action], w: _Walker, cfg: ReduceConfig) -> None:
             if not inside and tag not in opener.skills:
                 opener.skills.append(tag)
             continue
-        # no click opened it: the pointer hovered a cascade entry; where it came to rest
+        # No click opened it. A submenu opened by hovering: a menu was open under the pointer
+        # and no key was pressed just before (the keyboard opens menus too, and completion
+        # lists pop up while typing). The hover is where the pointer came to rest.
+        k = bisect_right(keys, t + _SKEW_NS) - 1
+        if tag != "menu" or (k >= 0 and t - keys[k] <= popup_ns):
+            continue
+        at = w.moves.at_time(t)
+        if at is None or not any(
+            _inside(at, g) for p, g in parents.values() if _MENU_TYPES.get(p) == "menu"
+        ):
+            continue
         pos = _rest(w.moves, t, geom, cfg)
         if pos is not None:
             px, py, pt, pseq = pos
+            if hovers and (hovers[-1].fields["x"], hovers[-1].fields["y"]) == (px, py):
+                continue
             a = Action("move", pt, pt, pseq, pseq, {"x": px, "y": py}, skills=[tag])
             a.pointer = (px, py)
             a.app, a.title, a.window = _context_at(w, seq)
@@ -670,7 +698,7 @@ def _popups(out: list[Action], w: _Walker, cfg: ReduceConfig) -> None:
             continue
         if tag not in a.skills:
             a.skills.append(tag)
-        geom = _open_popup(w, a.seq_start, int(a.fields["_target"].get("window") or 0))
+        geom = _open_popup(by_window, a.t_start, int(a.fields["_target"].get("window") or 0))
         if geom is not None:
             a.popup = (inside, geom)
         named = a.fields["_target"].get("a11y") or {}
@@ -685,11 +713,23 @@ def _popups(out: list[Action], w: _Walker, cfg: ReduceConfig) -> None:
     out.sort(key=lambda a: (a.seq_start, a.t_start))
 
 
-def _open_popup(w: _Walker, seq: int, window: int) -> list[int] | None:
-    for _t, s, mapped, _ptype, geom in reversed(w.popups):
-        if s < seq and mapped:
-            return geom
-    return None
+def _inside(point: tuple[int, int], geom: list[int]) -> bool:
+    x, y = point
+    gx, gy, gw, gh = geom
+    return gx <= x < gx + gw and gy <= y < gy + gh
+
+
+def _open_popup(
+    by_window: dict[int, list[tuple[int, int, list[int]]]], t: int, window: int
+) -> list[int] | None:
+    """Geometry of the popup ``window`` as last mapped before ``t`` (its rows in time order)."""
+    found = None
+    for pt, mapped, geom in by_window.get(window, ()):
+        if pt > t + _SKEW_NS:
+            break
+        if mapped:
+            found = geom
+    return found
 
 
 def _context_at(w: _Walker, seq: int) -> tuple[str | None, str | None, int]:
@@ -756,7 +796,8 @@ def _pair_frames(actions: list[Action], w: _Walker) -> None:
     grabs = [g for g, _ in timeline]
     for a in actions:
         hit = None
-        for s in range(a.seq_start, a.seq_start + 3):
+        # a TEXT row comes just before its first key, which the frame was requested for
+        for s in range(a.seq_start, a.seq_start + (3 if a.type == "type" else 1)):
             hit = w.frames_for.get(s)
             if hit is not None:
                 break

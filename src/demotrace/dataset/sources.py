@@ -93,6 +93,7 @@ class LocalStoreSource:
     def missing_frames(self, ref: dict[str, Any], frame_ids: set[str]) -> set[str]:
         """Frames referenced by events whose manifest or tiles are not in the store."""
         missing = set()
+        present: dict[bytes, bool] = {}  # frames share most tiles: ask about each one once
         for fid in frame_ids:
             try:
                 _w, _h, _tile, hashes = self.reader.grid(bytes.fromhex(fid))
@@ -100,8 +101,10 @@ class LocalStoreSource:
                 missing.add(fid)
                 continue
             for thash in set(hashes):
-                row = self.store.db.execute("SELECT 1 FROM tiles WHERE hash = ?", (thash,))
-                if row.fetchone() is None:
+                if thash not in present:
+                    row = self.store.db.execute("SELECT 1 FROM tiles WHERE hash = ?", (thash,))
+                    present[thash] = row.fetchone() is not None
+                if not present[thash]:
                     missing.add(fid)
                     break
         return missing

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from demotrace.capture.base import process_name
-from demotrace.model import MOD_ALT, MOD_CONTROL, MOD_SUPER, Kind, Row
+from demotrace.model import MOD_ALT, MOD_CONTROL, MOD_SHIFT, MOD_SUPER, Kind, Row
 from demotrace.privacy.keys import BACKSPACE, apply_edits, keysym_char
 from demotrace.privacy.redact import mask_text, redact
 from demotrace.privacy.scope import Layout, ScopeResolver
@@ -66,6 +66,8 @@ _PROMPTING = re.compile(
 )
 _MENTIONS_SECRET = re.compile(r"pass(?:word|wd|phrase)|\bpin\b|secret|token", re.I)
 _NO_TYPING_MODS = MOD_CONTROL | MOD_ALT | MOD_SUPER
+#: The modifiers a hotkey is made of (lock and num lock do not count).
+_HOTKEY_MODS = MOD_SHIFT | MOD_CONTROL | MOD_ALT | MOD_SUPER
 _COMPACT = {"separators": (",", ":"), "ensure_ascii": False}
 
 Emit = Callable[[list[tuple[int, Row]]], None]
@@ -130,6 +132,7 @@ class Gate:
         self._seq: _Sequence | None = None
         self._held: list[tuple[int, Row]] = []
         self._char_down: set[int] = set()  # key codes pressed as typing characters
+        self._hotkey_down: set[int] = set()  # key codes pressed as one of our hotkeys
         self._popups_kept: set[int] = set()
         self._term_line: dict[int, list[str]] = {}
         self._term_secret_lines: dict[int, int] = {}
@@ -376,10 +379,15 @@ class Gate:
     # -- keys ----------------------------------------------------------------------------------
     def _key(self, row: Row, out: list[tuple[int, Row]]) -> None:
         t, code, state, press, name = row[0], row.code, row.state or 0, row.value, row.name
-        if name:
+        if not press and code in self._hotkey_down:
+            self._hotkey_down.discard(code)  # its release, whatever modifiers are still held
+            return
+        if name and press:
             lowered = name.lower()
+            held = state & _HOTKEY_MODS
             for key, mask in self.hotkeys:
-                if lowered == key and state & mask == mask:
+                if lowered == key and held == mask:  # exactly: the grab is for these modifiers
+                    self._hotkey_down.add(code or 0)
                     return  # the recorder's own hotkeys are never recorded
         reason = self._blocked()
         if reason is None and self.active_secret:

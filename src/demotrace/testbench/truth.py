@@ -167,9 +167,12 @@ def expected_actions(
         elif kind == "select_option":
             kind_of = (line.get("popup") or {}).get("kind")
             tags = ("dropdown",) if kind_of == "combo" else ("dropdown", "menu")
-            for step in line.get("steps", []):
-                if step["action"] == "click":
-                    out.append(_click(step, tags))
+            clicks = [s for s in line.get("steps", []) if s["action"] == "click"]
+            for i, step in enumerate(clicks):
+                e = _click(step, tags)
+                if i == len(clicks) - 1:  # the choice: a click, or a select_option of the value
+                    e.fields["option"] = line.get("option")
+                out.append(e)
         elif kind == "menu":
             for step in line.get("steps", []):
                 if step["action"] == "click":
@@ -244,6 +247,13 @@ def _close(a: list[int], b: list[int]) -> bool:
 
 
 def _fits(e: Expected, f: Found) -> bool:
+    if e.type == "click" and f.type == "select_option" and e.fields.get("option"):
+        # the app named the chosen item (accessibility): the value must be the option chosen
+        return (
+            f.fields.get("value") == e.fields["option"]
+            and bool(set(e.tags) & set(f.skills))
+            and _close([e.fields["x"], e.fields["y"]], [f.fields["x"], f.fields["y"]])
+        )
     if e.type != f.type:
         return False
     if e.tags and not set(e.tags) & set(f.skills):
