@@ -65,8 +65,15 @@ def test_gtk_dropdown_choice_is_a_select_option_named_by_atspi(desktop, tmp_path
         try:
             time.sleep(1.0)  # the AT-SPI agent is up
             app.click("country")
-            doc = _layout(app, "popup")
-            item = next(i for i in doc["popup"]["items"] if i["text"] == "Germany")
+            # the list may still be placing itself: wait until its items stay where they are
+            item: dict = {}
+            for _ in range(20):
+                doc = _layout(app, "popup")
+                found = next(i for i in doc["popup"]["items"] if i["text"] == "Germany")
+                if found == item:
+                    break
+                item = found
+                time.sleep(0.2)
             _move_and_click(app, *item["center"])
             _layout(app, "Germany")  # the app really chose it: the ground truth
             time.sleep(1.0)
