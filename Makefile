@@ -5,9 +5,10 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 # program -> Debian package
-SYS_TOOLS := Xvfb:xvfb xdotool:xdotool xdpyinfo:x11-utils jwm:jwm xterm:xterm xinput:xinput
+SYS_TOOLS := Xvfb:xvfb xdotool:xdotool xdpyinfo:x11-utils jwm:jwm xterm:xterm xinput:xinput \
+             chromium:chromium
 SYS_PKGS  := xvfb xdotool x11-utils jwm xterm xinput python3-tk python3-venv \
-             python3-pyatspi python3-gi gir1.2-gtk-3.0 at-spi2-core dbus-x11
+             python3-pyatspi python3-gi gir1.2-gtk-3.0 at-spi2-core dbus-x11 chromium
 
 .PHONY: setup sysdeps demo test lint bench clean
 

@@ -451,6 +451,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- view -------------------------------------------------------------------------------------
+def cmd_view(args: argparse.Namespace) -> int:
+    from demotrace.web.viewer import serve
+
+    def ready(url: str) -> None:
+        out.print(f"viewing {args.dataset} at [bold]{url}[/] (Ctrl-C to stop)", soft_wrap=True)
+
+    serve(Path(args.dataset), port=args.port, on_ready=ready)
+    return 0
+
+
 # -- demo -------------------------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> int:
     from demotrace.demo import run_demo
@@ -567,6 +578,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", required=True, metavar="OUT")
     ex.add_argument("--json", action="store_true")
     ex.set_defaults(func=cmd_export)
+
+    v = sub.add_parser("view", help="replay a dataset's episodes in the browser (docs/viewer.md)")
+    v.add_argument("dataset", help="the folder `demotrace build` wrote")
+    v.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)")
+    v.set_defaults(func=cmd_view)
 
     d = sub.add_parser("demo", help="record scripted work on a private virtual desktop")
     d.add_argument(

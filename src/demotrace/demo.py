@@ -19,6 +19,9 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from demotrace.errors import DemotraceError, ScenarioError
 from demotrace.paths import store_dir
 
+#: The port `make demo` suggests for the viewer.
+VIEW_PORT = 8765
+
 
 def run_demo(
     home: Path | None = None,
@@ -105,6 +108,10 @@ def run_demo(
         f"look at it: DEMOTRACE_HOME={home} {command} show {session} --frames-out {home / 'frames'}"
     )
     console.print(f"the dataset: {dataset} (its card: {dataset / 'README.md'})")
+    console.print(
+        f"replay it in your browser: {command} view {dataset} --port {VIEW_PORT}  "
+        f"-> http://127.0.0.1:{VIEW_PORT}/"
+    )
     return {
         "home": str(home),
         "session": session,

@@ -146,7 +146,7 @@ def _read_info(root: Path) -> dict[str, Any]:
     if version > schema.FORMAT_VERSION:
         raise DatasetError(
             f"The dataset {root} has format version {version}, newer than this demotrace reads "
-            f"(up to {schema.FORMAT_VERSION}). Upgrade demotrace to export it."
+            f"(up to {schema.FORMAT_VERSION}). Upgrade demotrace to read it."
         )
     return info
 

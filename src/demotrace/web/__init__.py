@@ -1,0 +1,1 @@
+"""The local web replay viewer over a built dataset (``demotrace view``, see ``docs/viewer.md``)."""

@@ -1,0 +1,541 @@
+"""The replay viewer: a read-only local web app over a built dataset (``docs/viewer.md``).
+
+:func:`create_app` indexes the dataset once (episode, step -> file, row group, row) from its small
+columns, never loading screenshots; a page of step metadata or one observation is then read from
+its row group alone. Frames are served as PNGs with the step's action drawn on them by Pillow.
+:func:`serve` runs it on a loopback address; requests addressed to any other host are refused
+(DNS rebinding).
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import datetime as dt
+import functools
+import io
+import ipaddress
+import json
+import math
+import socket
+import textwrap
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import uvicorn
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from PIL import Image, ImageDraw, ImageFont
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from demotrace.dataset.formats.common import Dataset
+from demotrace.errors import DatasetError, DemotraceError
+
+HERE = Path(__file__).parent
+#: Steps per page of ``/api/episode/{id}/steps`` (default and most).
+PAGE = 200
+MAX_PAGE = 1000
+EPISODES_PER_PAGE = 200
+
+CLICK = (255, 0, 0)  # the click ring; nothing else is drawn in pure red
+DRAG = (255, 150, 0)
+SCROLL = (230, 0, 230)
+POINTER = (0, 200, 255)
+TARGET = (0, 220, 90)
+_LOOPBACK_NAMES = ("127.0.0.1", "localhost")
+
+
+# -- reading -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Segment:
+    """Consecutive steps of one episode stored in consecutive rows of one file."""
+
+    file: int
+    row: int  # first row in the file
+    step: int  # first step index
+    count: int
+
+
+class DatasetIndex:
+    """Where every step lives, built from the ``episode_id`` and ``step_index`` columns."""
+
+    def __init__(self, root: Path) -> None:
+        dataset = Dataset(root)  # checks the folder, meta/info.json and its version
+        self.root = root
+        self.info = dataset.info
+        self.episodes = dataset.episodes
+        self.files = dataset.data_files
+        self._lock = threading.Lock()
+        self._group_starts: list[list[int]] = []
+        self._segments: dict[str, list[Segment]] = {}
+        try:
+            for number, path in enumerate(self.files):
+                self._index_file(number, path)
+        except (OSError, pa.ArrowException) as exc:
+            raise _damaged(root, exc) from exc
+        for own in self._segments.values():
+            own.sort(key=lambda s: s.step)
+        self._meta = functools.lru_cache(maxsize=16)(self._read_meta)
+        self._images = functools.lru_cache(maxsize=3)(self._read_images)
+        self._meta_columns = [n for n in pq.read_schema(self.files[0]).names if n != "observation"]
+
+    def _index_file(self, number: int, path: Path) -> None:
+        parquet = pq.ParquetFile(path)
+        starts, total = [], 0
+        for group in range(parquet.metadata.num_row_groups):
+            starts.append(total)
+            total += parquet.metadata.row_group(group).num_rows
+        self._group_starts.append(starts)
+        table = parquet.read(columns=["episode_id", "step_index"])
+        episodes = table.column("episode_id").to_pylist()
+        steps = table.column("step_index").to_pylist()
+        last: Segment | None = None
+        for row, (episode, step) in enumerate(zip(episodes, steps, strict=True)):
+            own = self._segments.setdefault(episode, [])
+            if last is not None and own and own[-1] is last and step == last.step + last.count:
+                last = own[-1] = Segment(number, last.row, last.step, last.count + 1)
+            else:
+                last = Segment(number, row, step, 1)
+                own.append(last)
+
+    def n_steps(self, episode_id: str) -> int:
+        """Steps of an episode (0 for one without steps); KeyError for an unknown episode."""
+        if episode_id not in self.episodes:
+            raise KeyError(episode_id)
+        own = self._segments.get(episode_id)
+        return own[-1].step + own[-1].count if own else 0
+
+    def locate(self, episode_id: str, step: int) -> tuple[int, int, int]:
+        """(file, row group, row in the group) of a step; KeyError if it does not exist."""
+        own = self._segments.get(episode_id, []) if episode_id in self.episodes else []
+        i = bisect.bisect_right([s.step for s in own], step) - 1
+        if i < 0 or step >= own[i].step + own[i].count:
+            raise KeyError((episode_id, step))
+        segment = own[i]
+        row = segment.row + step - segment.step
+        starts = self._group_starts[segment.file]
+        group = bisect.bisect_right(starts, row) - 1
+        return segment.file, group, row - starts[group]
+
+    def steps(self, episode_id: str, offset: int, limit: int) -> list[dict[str, Any]]:
+        """Metadata (no image) of the steps ``offset`` to ``offset + limit`` that exist."""
+        end = min(offset + limit, self.n_steps(episode_id))
+        rows = []
+        for step in range(offset, end):
+            file, group, row = self.locate(episode_id, step)
+            rows.append(dict(self._meta(file, group)[row]))
+        return rows
+
+    def step(self, episode_id: str, step: int) -> dict[str, Any]:
+        file, group, row = self.locate(episode_id, step)
+        return dict(self._meta(file, group)[row])
+
+    def observation(self, episode_id: str, step: int) -> bytes | None:
+        """The stored image bytes of a step's observation (None if it has no frame)."""
+        file, group, row = self.locate(episode_id, step)
+        value = self._images(file, group)[row].as_py()
+        return value.get("bytes") if value else None
+
+    def _read_meta(self, file: int, group: int) -> list[dict[str, Any]]:
+        with self._lock:
+            table = self._read(file, group, self._meta_columns)
+        return [_jsonable(row) for row in table.to_pylist()]
+
+    def _read_images(self, file: int, group: int) -> pa.ChunkedArray:
+        with self._lock:
+            return self._read(file, group, ["observation"]).column(0)
+
+    def _read(self, file: int, group: int, columns: list[str]) -> pa.Table:
+        try:
+            return pq.ParquetFile(self.files[file]).read_row_group(group, columns=columns)
+        except (OSError, pa.ArrowException) as exc:
+            raise _damaged(self.root, exc) from exc
+
+
+def _damaged(root: Path, exc: object) -> DatasetError:
+    return DatasetError(
+        f"The dataset {root} cannot be read ({exc}). It is damaged or incomplete; build it "
+        "again with `demotrace build`."
+    )
+
+
+def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+    for key, value in row.items():
+        if isinstance(value, dt.datetime):
+            row[key] = value.isoformat()
+    try:
+        row["action"] = json.loads(row["action"])
+    except (TypeError, ValueError):
+        row["action"] = {"type": row.get("action_type"), "invalid": row.get("action")}
+    return row
+
+
+# -- drawing -----------------------------------------------------------------------------------
+def render_frame(image_bytes: bytes | None, step: dict[str, Any]) -> bytes:
+    """The observation as a PNG with the step's action and pointer path drawn on it."""
+    w, h = step["screen_w"], step["screen_h"]
+    if image_bytes:
+        image = Image.open(io.BytesIO(image_bytes)).convert("RGBA")
+        w, h = image.size
+    else:
+        image = Image.new("RGBA", (w, h), (60, 60, 60, 255))
+    layer = Image.new("RGBA", image.size, (0, 0, 0, 0))
+    Painter(layer, step, missing=not image_bytes).draw()
+    out = io.BytesIO()
+    Image.alpha_composite(image, layer).convert("RGB").save(out, format="PNG", compress_level=1)
+    return out.getvalue()
+
+
+class Painter:
+    """Draws one action on a transparent layer the size of its observation."""
+
+    def __init__(self, layer: Image.Image, step: dict[str, Any], missing: bool) -> None:
+        self.w, self.h = layer.size
+        self.draw_ = ImageDraw.Draw(layer)
+        self.step = step
+        self.action: dict[str, Any] = step["action"]
+        self.missing = missing
+        self.r = max(8, round(min(self.w, self.h) / 45))
+        self.width = max(2, self.r // 6)
+        self.font = ImageFont.load_default(size=max(12, round(self.h / 50)))
+
+    def px(self, x: float, y: float) -> tuple[int, int]:
+        return round(x * self.w), round(y * self.h)
+
+    def draw(self) -> None:
+        self.pointer_path()
+        a, kind = self.action, self.action.get("type")
+        target = a.get("target") or {}
+        if isinstance(target.get("bbox"), list) and len(target["bbox"]) == 4:
+            x0, y0, x1, y1 = target["bbox"]
+            self.draw_.rectangle((*self.px(x0, y0), *self.px(x1, y1)), outline=TARGET, width=2)
+        captions = []
+        if "invalid" in a:
+            captions.append(f"{kind}: the action is not valid JSON")
+        elif kind == "click":
+            label = " ".join([*a.get("modifiers", []), a.get("button", "left")])
+            self.ring(a["x"], a["y"], f"{label} x{a.get('count', 1)}")
+        elif kind == "select_option":
+            self.ring(a["x"], a["y"], f"select {a.get('value')!r}")
+        elif kind == "switch_app":
+            via = a.get("via")
+            if via == "click" and "x" in a:
+                self.ring(a["x"], a["y"], f"{a.get('button', 'left')} -> {a.get('app')}")
+            keys = f" ({'+'.join(a['keys'])})" if a.get("keys") else ""
+            captions.append(f"switch to {a.get('app')} via {via}{keys}")
+        elif kind == "drag":
+            self.drag(a.get("path") or [], a)
+        elif kind == "scroll":
+            self.scroll(a)
+        elif kind == "type":
+            masked = " (masked)" if a.get("masked") else ""
+            captions.append(f"type{masked}: {a.get('text', '')}")
+        elif kind == "key":
+            count = f" x{a['count']}" if a.get("count", 1) > 1 else ""
+            captions.append(f"key {'+'.join(a.get('keys', []))}{count}")
+        elif kind == "wait":
+            captions.append(f"wait {a.get('seconds', 0):.1f} s")
+        elif kind == "move":
+            x, y = self.px(a["x"], a["y"])
+            r = self.r // 2
+            self.draw_.ellipse((x - r, y - r, x + r, y + r), outline=POINTER, width=self.width)
+            captions.append("move (hover)")
+        else:
+            captions.append(f"{kind}")
+        if self.missing:
+            captions.append("no frame was recorded for this step")
+        if captions:
+            self.caption("\n".join(captions))
+
+    def pointer_path(self) -> None:
+        points = [self.px(p[0], p[1]) for p in self.step.get("pointer_path") or [] if len(p) >= 2]
+        if len(points) >= 2:
+            self.draw_.line(points, fill=(*POINTER, 220), width=2, joint="curve")
+
+    def ring(self, x: float, y: float, label: str) -> None:
+        """A red ring centred exactly on the pixel ``round(x * w), round(y * h)``, labelled."""
+        cx, cy = self.px(x, y)
+        r = self.r
+        self.draw_.ellipse((cx - r, cy - r, cx + r, cy + r), outline=CLICK, width=self.width)
+        self.draw_.point([(cx, cy)], fill=CLICK)
+        self.label((cx, cy), label, r + 6)
+
+    def label(self, at: tuple[int, int], text: str, gap: int) -> None:
+        """A dark box with ``text`` beside ``at`` (below right, flipped near the edges)."""
+        x0, y0, x1, y1 = self.draw_.multiline_textbbox((0, 0), text, font=self.font)
+        tw, th, pad = x1 - x0, y1 - y0, 4
+        x = at[0] + gap if at[0] + gap + tw + 2 * pad < self.w else at[0] - gap - tw - 2 * pad
+        y = at[1] + gap if at[1] + gap + th + 2 * pad < self.h else at[1] - gap - th - 2 * pad
+        self.draw_.rectangle((x, y, x + tw + 2 * pad, y + th + 2 * pad), fill=(0, 0, 0, 190))
+        self.draw_.multiline_text((x + pad - x0, y + pad - y0), text, font=self.font, fill="white")
+
+    def caption(self, text: str) -> None:
+        """A caption box along the bottom edge (typed text, keys, what has no position)."""
+        chars = max(20, self.w // max(1, round(self.font.size * 0.6)))
+        lines = [ln for part in text.splitlines() for ln in textwrap.wrap(part, chars) or [""]]
+        text = "\n".join(lines[:6] + (["..."] if len(lines) > 6 else []))
+        x0, y0, x1, y1 = self.draw_.multiline_textbbox((0, 0), text, font=self.font)
+        pad = 8
+        top = self.h - (y1 - y0) - 3 * pad
+        self.draw_.rectangle((pad, top, x1 - x0 + 3 * pad, self.h - pad), fill=(0, 0, 0, 200))
+        at = (2 * pad - x0, top + pad - y0)
+        self.draw_.multiline_text(at, text, font=self.font, fill="white")
+
+    def arrow_head(self, tip: tuple[float, float], angle: float, colour: tuple[int, ...]) -> None:
+        size = self.r
+        left = (tip[0] - size * math.cos(angle - 0.45), tip[1] - size * math.sin(angle - 0.45))
+        right = (tip[0] - size * math.cos(angle + 0.45), tip[1] - size * math.sin(angle + 0.45))
+        self.draw_.polygon([tip, left, right], fill=colour)
+
+    def drag(self, path: list[list[float]], a: dict[str, Any]) -> None:
+        points = [self.px(p[0], p[1]) for p in path]
+        if not points:
+            return
+        start, end = points[0], points[-1]
+        r = self.r // 2
+        self.draw_.ellipse((start[0] - r, start[1] - r, start[0] + r, start[1] + r), outline=DRAG)
+        if len(points) >= 2:
+            self.draw_.line(points, fill=DRAG, width=self.width + 1, joint="curve")
+            before = next((p for p in reversed(points) if p != end), start)
+            angle = math.atan2(end[1] - before[1], end[0] - before[0])
+            self.arrow_head(end, angle, DRAG)
+        label = " ".join([*a.get("modifiers", []), f"drag {a.get('button', 'left')}"])
+        self.label(end, label, self.r + 6)
+
+    def scroll(self, a: dict[str, Any]) -> None:
+        """An arrow from the scroll point the way the content moves under the wheel (``dy`` > 0
+        up, ``dx`` > 0 right), one tick per notch."""
+        cx, cy = self.px(a["x"], a["y"])
+        dx, dy = a.get("dx", 0), a.get("dy", 0)
+        notches = max(abs(dx), abs(dy), 1)
+        angle = math.atan2(-dy, dx)
+        length = min(self.r * (2 + notches), max(self.w, self.h) / 3)
+        tip = (cx + length * math.cos(angle), cy + length * math.sin(angle))
+        r = self.r // 2
+        self.draw_.ellipse((cx - r, cy - r, cx + r, cy + r), outline=SCROLL, width=self.width)
+        self.draw_.line([(cx, cy), tip], fill=SCROLL, width=self.width + 1)
+        self.arrow_head(tip, angle, SCROLL)
+        normal = (-math.sin(angle) * r, math.cos(angle) * r)
+        for i in range(1, notches + 1):
+            at = (cx + (tip[0] - cx) * i / (notches + 1), cy + (tip[1] - cy) * i / (notches + 1))
+            ends = [(at[0] - normal[0], at[1] - normal[1]), (at[0] + normal[0], at[1] + normal[1])]
+            self.draw_.line(ends, fill=SCROLL, width=self.width)
+        label = " ".join([*a.get("modifiers", []), f"scroll dx={dx} dy={dy}"])
+        self.label((cx, cy), label, self.r + 6)
+
+
+# -- the app -----------------------------------------------------------------------------------
+def create_app(dataset: Path, port: int | None = None) -> FastAPI:
+    """The viewer app over ``dataset``. Only requests whose Host header is a loopback name with
+    ``port`` (any port when None) are answered; :func:`serve` passes the port it bound."""
+    index = DatasetIndex(Path(dataset))
+    templates = Jinja2Templates(directory=HERE / "templates")
+    templates.env.filters["duration"] = _duration
+    app = FastAPI(title="demotrace viewer", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.port = port
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+
+    @app.middleware("http")
+    async def check_host(request: Request, call_next: Callable[..., Any]) -> Response:
+        host = request.headers.get("host", "")
+        name, _, got = host.rpartition(":")
+        want = app.state.port
+        if name not in (*_LOOPBACK_NAMES, "[::1]") or (want is not None and got != str(want)):
+            where = f"http://127.0.0.1:{want}/" if want is not None else "http://127.0.0.1:PORT/"
+            return PlainTextResponse(
+                f"This demotrace viewer only answers requests addressed to {where} (this one was "
+                f"addressed to {host!r}), so that no other web site can read the dataset through "
+                "your browser. Open the address `demotrace view` printed.",
+                status_code=421,
+            )
+        response: Response = await call_next(request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self' data:; object-src 'none'; frame-ancestors 'none'"
+        )
+        return response
+
+    def not_found(what: str) -> HTTPException:
+        return HTTPException(status_code=404, detail=f"{what} is not in the dataset {index.root}.")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if request.url.path.startswith("/api/"):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        return templates.TemplateResponse(
+            request,
+            "error.html",
+            {"status": exc.status_code, "message": exc.detail},
+            status_code=exc.status_code,
+        )
+
+    @app.exception_handler(DemotraceError)
+    async def dataset_error(request: Request, exc: DemotraceError) -> Response:
+        return templates.TemplateResponse(
+            request, "error.html", {"status": 500, "message": str(exc)}, status_code=500
+        )
+
+    def n_steps(episode_id: str) -> int:
+        try:
+            return index.n_steps(episode_id)
+        except KeyError:
+            raise not_found(f"The episode {episode_id!r}") from None
+
+    @app.get("/", response_class=HTMLResponse)
+    def episodes(request: Request, page: int = Query(0, ge=0)) -> Response:
+        rows = list(index.episodes.values())
+        pages = max(1, math.ceil(len(rows) / EPISODES_PER_PAGE))
+        shown = rows[page * EPISODES_PER_PAGE : (page + 1) * EPISODES_PER_PAGE]
+        context = {
+            "episodes": shown,
+            "info": index.info,
+            "page": page,
+            "pages": pages,
+            "root": index.root,
+            "total": len(rows),
+        }
+        return templates.TemplateResponse(request, "index.html", context)
+
+    @app.get("/episode/{episode_id}", response_class=HTMLResponse)
+    def episode(request: Request, episode_id: str, step: int = Query(0, ge=0)) -> Response:
+        n = n_steps(episode_id)
+        context = {
+            "episode": index.episodes[episode_id],
+            "n_steps": n,
+            "step": min(step, max(n - 1, 0)),
+            "page_size": PAGE,
+        }
+        return templates.TemplateResponse(request, "episode.html", context)
+
+    @app.get("/api/episode/{episode_id}/steps")
+    def steps(
+        episode_id: str,
+        offset: int = Query(0, ge=0),
+        limit: int = Query(PAGE, ge=1, le=MAX_PAGE),
+    ) -> dict[str, Any]:
+        total = n_steps(episode_id)
+        try:
+            rows = index.steps(episode_id, offset, limit)
+        except KeyError:
+            raise not_found(f"A step of the episode {episode_id!r}") from None
+        start = index.episodes[episode_id].get("t_start")
+        for row in rows:
+            row["t"] = _seconds_since(row.get("t_start"), start)
+        return {
+            "episode_id": episode_id,
+            "offset": offset,
+            "limit": limit,
+            "total": total,
+            "steps": rows,
+        }
+
+    def frame_step(episode_id: str, step_index: int) -> dict[str, Any]:
+        try:
+            return index.step(episode_id, step_index)
+        except KeyError:
+            raise not_found(f"Step {step_index} of the episode {episode_id!r}") from None
+
+    @app.get("/frame/{episode_id}/{step_index:int}.png")
+    def frame(episode_id: str, step_index: int) -> Response:
+        step = frame_step(episode_id, step_index)
+        png = render_frame(index.observation(episode_id, step_index), step)
+        return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=600"})
+
+    @app.get("/raw/{episode_id}/{step_index:int}")
+    def raw(episode_id: str, step_index: int) -> Response:
+        frame_step(episode_id, step_index)
+        data = index.observation(episode_id, step_index)
+        if not data:
+            raise not_found(f"An observation of step {step_index} of {episode_id!r}")
+        return Response(data, media_type=_image_type(data))
+
+    return app
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    s = round(seconds)
+    minutes = f"{s % 3600 // 60:02d}:{s % 60:02d}"
+    return f"{s // 3600}:{minutes}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def _seconds_since(iso: str | None, start: dt.datetime | None) -> float | None:
+    if iso is None or start is None:
+        return None
+    return round((dt.datetime.fromisoformat(iso) - start).total_seconds(), 3)
+
+
+def _image_type(data: bytes) -> str:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "image/webp"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "image/png"
+    return "application/octet-stream"
+
+
+# -- serving -----------------------------------------------------------------------------------
+class ViewerServer:
+    """The viewer bound to a loopback port (0: a free one), ready to :meth:`run`."""
+
+    def __init__(self, dataset: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+        if not _is_loopback(host):
+            raise DemotraceError(
+                f"The viewer only listens on this machine (127.0.0.1 or localhost), not on "
+                f"{host!r}: it has no login, so anyone who could reach it could read the dataset. "
+                "To look at a dataset on another machine, copy it or use an SSH tunnel."
+            )
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.bind((host, port))
+        except OSError as exc:
+            self.socket.close()
+            raise DemotraceError(
+                f"The viewer cannot listen on {host}:{port} ({exc.strerror or exc}). Another "
+                "program probably uses that port; give another one, or 0 for any free port."
+            ) from exc
+        self.port = self.socket.getsockname()[1]
+        self.url = f"http://{'[::1]' if family == socket.AF_INET6 else '127.0.0.1'}:{self.port}/"
+        app = create_app(dataset, self.port)
+        config = uvicorn.Config(app, log_level="warning", access_log=False)
+        self.server = uvicorn.Server(config)
+
+    def run(self) -> None:
+        """Serve until :meth:`stop` (or Ctrl-C when run in the main thread)."""
+        with self.socket:
+            self.server.run(sockets=[self.socket])
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def serve(
+    dataset: Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve the viewer over ``dataset`` until Ctrl-C; ``on_ready(url)`` once it listens."""
+    server = ViewerServer(Path(dataset), host, port)
+    if on_ready is not None:
+        on_ready(server.url)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn has shut down; Ctrl-C is the way out
+        server.run()

@@ -1,0 +1,163 @@
+"""The replay viewer's app (docs/viewer.md) over the tiny dataset, through FastAPI's TestClient."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from dataset_fixture import EPISODES, STEP_NAMES, make_tiny_dataset
+from demotrace.errors import DatasetError, DemotraceError
+from demotrace.web.viewer import ViewerServer, create_app
+
+PORT = 8765
+DESKTOP, BROWSER = "local-1-0000", "local-1-0001"
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_dataset(tmp_path_factory.mktemp("viewer") / "ds")
+
+
+@pytest.fixture(scope="module")
+def client(dataset: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(dataset, PORT), base_url=f"http://127.0.0.1:{PORT}") as c:
+        yield c
+
+
+def red_centroid(
+    image: Image.Image, near: tuple[float, float], radius: float
+) -> tuple[float, float]:
+    """The centre of the strongly red pixels within ``radius`` of ``near``."""
+    rgb = np.asarray(image.convert("RGB")).astype(int)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    ys, xs = np.nonzero((r > 150) & (r - np.maximum(g, b) > 100))
+    keep = np.hypot(xs - near[0], ys - near[1]) <= radius
+    assert keep.sum() > 10, f"no red marker near {near}"
+    return float(xs[keep].mean()), float(ys[keep].mean())
+
+
+def step_of(name: str) -> tuple[str, int]:
+    return next(key for key, value in STEP_NAMES.items() if value == name)
+
+
+def test_index_lists_every_episode(client: TestClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    for episode in EPISODES:
+        assert f'href="/episode/{episode["episode_id"]}"' in page.text
+    assert "Fill in the form and choose Germany" in page.text
+    assert "Workbench, xterm" in page.text  # apps
+    assert "dropdown" in page.text  # skills
+    assert page.headers["content-security-policy"].startswith("default-src 'self'")
+
+
+def test_player_page_has_the_controls(client: TestClient) -> None:
+    page = client.get(f"/episode/{DESKTOP}?step=3")
+    assert page.status_code == 200
+    for element in ('id="obs"', 'id="scrubber"', 'id="step-index"', 'id="action"', 'id="play"'):
+        assert element in page.text
+    assert f'data-steps="{len(EPISODES[0]["steps"])}"' in page.text
+    assert 'data-step="3"' in page.text
+    assert client.get("/static/viewer.js").status_code == 200
+
+
+def test_steps_api_pages_without_images(client: TestClient) -> None:
+    total = len(EPISODES[0]["steps"])
+    seen = []
+    for offset in range(0, total, 5):  # the episode spans two files: pages cross them
+        body = client.get(f"/api/episode/{DESKTOP}/steps?offset={offset}&limit=5").json()
+        assert body["total"] == total
+        seen += body["steps"]
+    assert [s["step_index"] for s in seen] == list(range(total))
+    first = seen[0]
+    assert "observation" not in first
+    assert first["action"]["type"] == "click" and first["action"]["count"] == 2
+    assert first["app"] == "Workbench" and first["screen_w"] == 1280
+    assert [s["t"] for s in seen[:3]] == [0.0, 2.0, 4.0]
+    past = client.get(f"/api/episode/{DESKTOP}/steps?offset={total}").json()
+    assert past["steps"] == []
+    assert client.get(f"/api/episode/{DESKTOP}/steps?limit=100000").status_code == 422
+
+
+@pytest.mark.parametrize("name", ["ctrl_double_click", "right_click", "web_click", "web_select"])
+def test_frame_marks_the_click_pixel(client: TestClient, name: str) -> None:
+    episode_id, index = step_of(name)
+    step = client.get(f"/api/episode/{episode_id}/steps?offset={index}&limit=1").json()["steps"][0]
+    response = client.get(f"/frame/{episode_id}/{index}.png")
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    image = Image.open(io.BytesIO(response.content))
+    assert image.size == (step["screen_w"], step["screen_h"])
+    want = (round(step["action"]["x"] * image.width), round(step["action"]["y"] * image.height))
+    x, y = red_centroid(image, want, radius=25)
+    assert abs(x - want[0]) <= 2 and abs(y - want[1]) <= 2
+
+
+@pytest.mark.parametrize("name", sorted(set(STEP_NAMES.values())))
+def test_every_step_renders(client: TestClient, name: str) -> None:
+    episode_id, index = step_of(name)
+    response = client.get(f"/frame/{episode_id}/{index}.png")
+    assert response.status_code == 200
+    image = Image.open(io.BytesIO(response.content))
+    stored = client.get(f"/raw/{episode_id}/{index}")
+    if name == "wait":  # no frame: a placeholder of the screen's size, and no raw image
+        assert stored.status_code == 404
+        assert image.size == (1280, 800)
+    else:
+        assert stored.status_code == 200
+        assert Image.open(io.BytesIO(stored.content)).size == image.size
+        # something is drawn on every frame: the action or its caption
+        assert image.convert("RGB").tobytes() != Image.open(io.BytesIO(stored.content)).tobytes()
+
+
+def test_unknown_episode_and_step_are_404(client: TestClient) -> None:
+    page = client.get("/episode/local-9-0000")
+    assert page.status_code == 404
+    assert "local-9-0000" in page.text and "Traceback" not in page.text
+    assert client.get("/frame/local-9-0000/0.png").status_code == 404
+    assert client.get(f"/frame/{DESKTOP}/999.png").status_code == 404
+    api = client.get("/api/episode/local-9-0000/steps")
+    assert api.status_code == 404 and "local-9-0000" in api.json()["detail"]
+
+
+def test_read_only(client: TestClient) -> None:
+    assert client.post("/").status_code == 405
+    assert client.delete(f"/episode/{DESKTOP}").status_code == 405
+
+
+@pytest.mark.parametrize(
+    "host", ["evil.example:8765", f"127.0.0.1:{PORT + 1}", "127.0.0.1", "attacker.localhost:8765"]
+)
+def test_foreign_host_is_refused(client: TestClient, host: str) -> None:
+    response = client.get("/", headers={"host": host})
+    assert response.status_code == 421
+    assert f"http://127.0.0.1:{PORT}/" in response.text
+    assert client.get("/", headers={"host": f"localhost:{PORT}"}).status_code == 200
+
+
+def test_bad_dataset_dirs(tmp_path: Path, dataset: Path) -> None:
+    with pytest.raises(DatasetError, match="does not exist"):
+        create_app(tmp_path / "missing")
+    with pytest.raises(DatasetError, match="has no meta"):
+        create_app(tmp_path)
+    newer = make_tiny_dataset(tmp_path / "newer")
+    info = json.loads((newer / "meta" / "info.json").read_text())
+    (newer / "meta" / "info.json").write_text(json.dumps(info | {"version": 99}))
+    with pytest.raises(DatasetError, match="newer"):
+        create_app(newer)
+
+
+def test_server_listens_on_loopback_only(dataset: Path) -> None:
+    with pytest.raises(DemotraceError, match="only listens on this machine"):
+        ViewerServer(dataset, host="0.0.0.0")
+    server = ViewerServer(dataset)
+    try:
+        assert server.url == f"http://127.0.0.1:{server.port}/" and server.port > 0
+    finally:
+        server.socket.close()

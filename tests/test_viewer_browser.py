@@ -1,0 +1,108 @@
+"""The replay viewer in the real Chromium, driven by Playwright (docs/viewer.md).
+
+The viewer runs as a real uvicorn server on a free loopback port in a thread; the browser is the
+system's ``chromium`` (Playwright never downloads one here).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from PIL import Image
+
+from dataset_fixture import EPISODES, make_tiny_dataset
+from demotrace.web.viewer import ViewerServer
+
+CHROMIUM = shutil.which("chromium")
+if CHROMIUM is None:
+    pytest.skip("chromium is not installed (run `make setup`)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+from test_viewer import red_centroid  # noqa: E402 - after the skips above
+
+EPISODE = EPISODES[0]["episode_id"]
+N_STEPS = len(EPISODES[0]["steps"])
+
+
+@pytest.fixture(scope="module")
+def viewer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = ViewerServer(make_tiny_dataset(tmp_path_factory.mktemp("browser") / "ds"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.server.started:
+        assert time.monotonic() < deadline, "the viewer did not start"
+        time.sleep(0.02)
+    yield server.url
+    server.stop()
+    thread.join(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def page(viewer: str) -> Iterator[sync_api.Page]:
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.set_default_timeout(5000)
+        yield page
+        browser.close()
+
+
+def shown(page: sync_api.Page, index: int) -> dict[str, object]:
+    """Wait until step ``index`` is on screen (frame loaded, panel filled); its action."""
+    page.wait_for_selector(f'#obs[data-loaded="{index}"]')
+    page.wait_for_selector(f'#action[data-step="{index}"]')
+    assert page.text_content("#step-index") == str(index)
+    assert page.input_value("#scrubber") == str(index)
+    return json.loads(page.text_content("#action") or "")
+
+
+def test_click_marker_where_the_action_says(page: sync_api.Page, viewer: str) -> None:
+    page.goto(f"{viewer}episode/{EPISODE}")
+    action = shown(page, 0)
+    index = 0
+    while True:  # step to the next click
+        page.keyboard.press("ArrowRight")
+        index += 1
+        action = shown(page, index)
+        if action["type"] == "click":
+            break
+    natural = page.eval_on_selector("#obs", "img => [img.naturalWidth, img.naturalHeight]")
+    shot = Image.open(io.BytesIO(page.locator("#obs").screenshot()))
+    scale_x, scale_y = shot.width / natural[0], shot.height / natural[1]
+    assert scale_x < 1  # the frame is shown smaller than it is: the check scales
+    px, py = round(action["x"] * natural[0]), round(action["y"] * natural[1])
+    want = ((px + 0.5) * scale_x - 0.5, (py + 0.5) * scale_y - 0.5)
+    x, y = red_centroid(shot, want, radius=20)
+    assert abs(x - want[0]) <= 2.5 and abs(y - want[1]) <= 2.5
+
+
+def test_scrubber_home_end_and_play(page: sync_api.Page, viewer: str) -> None:
+    page.goto(f"{viewer}episode/{EPISODE}?step=2")
+    shown(page, 2)
+    box = page.locator("#scrubber").bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] * 0.6, box["y"] + box["height"] / 2)
+    moved = int(page.input_value("#scrubber"))
+    assert 6 <= moved <= 11
+    shown(page, moved)
+    page.keyboard.press("End")
+    shown(page, N_STEPS - 1)
+    page.keyboard.press("Home")
+    shown(page, 0)
+    page.keyboard.press("Space")  # the fixture's steps are 2 s apart
+    assert page.text_content("#play") == "Pause"
+    shown(page, 1)
+    page.keyboard.press("Space")
+    assert page.text_content("#play") == "Play"
+    assert "step=1" in page.url
