@@ -451,6 +451,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- ui ---------------------------------------------------------------------------------------
+def cmd_ui(args: argparse.Namespace) -> int:
+    from demotrace.web.ui import serve
+
+    def ready(url: str) -> None:
+        out.print("Your page (only for you, on this computer):", soft_wrap=True)
+        print(url, flush=True)
+        out.print("Ctrl-C stops it.")
+
+    serve(data_home(), port=args.port, on_ready=ready)
+    return 0
+
+
 # -- view -------------------------------------------------------------------------------------
 def cmd_view(args: argparse.Namespace) -> int:
     from demotrace.web.viewer import serve
@@ -578,6 +591,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", required=True, metavar="OUT")
     ex.add_argument("--json", action="store_true")
     ex.set_defaults(func=cmd_export)
+
+    ui = sub.add_parser("ui", help="your own page: status, pause, recordings, delete, export")
+    ui.add_argument("--port", type=int, default=0, help="loopback port (default: any free one)")
+    ui.set_defaults(func=cmd_ui)
 
     v = sub.add_parser("view", help="replay a dataset's episodes in the browser (docs/viewer.md)")
     v.add_argument("dataset", help="the folder `demotrace build` wrote")

@@ -340,8 +340,6 @@ class Store:
         sessions when identical). ``secure_delete`` zeroes the freed pages and the WAL is
         checkpointed and truncated, so the deleted bytes are gone from the files.
         """
-        from demotrace.store.frames import unpack
-
         counts = {"events": 0, "frames": 0, "tiles": 0, "sessions": 0}
         db = self.db
         try:
@@ -363,49 +361,82 @@ class Store:
                         counts["events"] += db.execute(
                             "DELETE FROM events WHERE session = ? AND t_ns >= ?", (sid, cutoff)
                         ).rowcount
-                # Frames still referred to: by a remaining FRAME event, or as a delta's parent.
-                keep: set[bytes] = set()
-                for (data,) in db.execute(
-                    "SELECT data FROM events WHERE kind = ?", (int(Kind.FRAME),)
-                ):
-                    with contextlib.suppress(ValueError, TypeError, KeyError):
-                        keep.add(bytes.fromhex(json.loads(data)["frame"]))
-                parents = dict(db.execute("SELECT hash, parent FROM frames").fetchall())
-                todo = list(keep)
-                while todo:
-                    parent = parents.get(todo.pop())
-                    if parent is not None and parent not in keep:
-                        keep.add(parent)
-                        todo.append(parent)
-                gone = [h for h in parents if h not in keep]
-                for h in gone:
-                    db.execute("DELETE FROM frames WHERE hash = ?", (h,))
-                counts["frames"] = len(gone)
-                used: set[bytes] = set()
-                for (grid,) in db.execute("SELECT grid FROM frames"):
-                    _kind, items = unpack(grid)
-                    for item in items:
-                        used.add(item[1] if isinstance(item, tuple) else item)
-                tiles = [h for (h,) in db.execute("SELECT hash FROM tiles") if h not in used]
-                for h in tiles:
-                    db.execute("DELETE FROM tiles WHERE hash = ?", (h,))
-                counts["tiles"] = len(tiles)
                 what = {"sessions": sessions} if sessions else {"since": since_wall_ns}
-                import time
-
-                db.execute(
-                    "INSERT INTO deletions (t_wall_ns, what, reason, events, frames, tiles) "
-                    "VALUES (?,?,?,?,?,?)",
-                    (
-                        time.time_ns(),
-                        json.dumps(what),
-                        reason,
-                        counts["events"],
-                        counts["frames"],
-                        counts["tiles"],
-                    ),
-                )
+                self._sweep(counts, what, reason)
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         except sqlite3.Error as exc:
             raise _friendly(exc, self.root, "delete from") from None
         return counts
+
+    def forget_span(
+        self, session: int, seq_from: int, seq_to: int, reason: str = "forget"
+    ) -> dict[str, int]:
+        """Delete the events of one session with ``seq_from <= seq <= seq_to`` (one step's raw
+        span) and the FRAME rows grabbed for them (their ``for_seq`` in the span), then, as
+        :meth:`forget` does, the frames and tiles nothing refers to any more."""
+        counts = {"events": 0, "frames": 0, "tiles": 0, "sessions": 0}
+        db = self.db
+        try:
+            with db:
+                counts["events"] = db.execute(
+                    "DELETE FROM events WHERE session = ? AND seq >= ? AND seq <= ?",
+                    (session, seq_from, seq_to),
+                ).rowcount
+                # the screenshot rows grabbed for those events (``for_seq``) come after them
+                counts["events"] += db.execute(
+                    "DELETE FROM events WHERE session = ? AND kind = ? AND "
+                    "json_extract(data, '$.for_seq') BETWEEN ? AND ?",
+                    (session, int(Kind.FRAME), seq_from, seq_to),
+                ).rowcount
+                what = {"session": session, "seq": [seq_from, seq_to]}
+                self._sweep(counts, what, reason)
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            raise _friendly(exc, self.root, "delete from") from None
+        return counts
+
+    def _sweep(self, counts: dict[str, int], what: dict[str, Any], reason: str) -> None:
+        """Inside a deletion's transaction: drop the frames and tiles nothing refers to any more
+        and log a ``deletions`` row (``counts`` gets the numbers of frames and tiles)."""
+        import time
+
+        from demotrace.store.frames import unpack
+
+        db = self.db
+        # Frames still referred to: by a remaining FRAME event, or as a delta's parent.
+        keep: set[bytes] = set()
+        for (data,) in db.execute("SELECT data FROM events WHERE kind = ?", (int(Kind.FRAME),)):
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                keep.add(bytes.fromhex(json.loads(data)["frame"]))
+        parents = dict(db.execute("SELECT hash, parent FROM frames").fetchall())
+        todo = list(keep)
+        while todo:
+            parent = parents.get(todo.pop())
+            if parent is not None and parent not in keep:
+                keep.add(parent)
+                todo.append(parent)
+        gone = [h for h in parents if h not in keep]
+        for h in gone:
+            db.execute("DELETE FROM frames WHERE hash = ?", (h,))
+        counts["frames"] = len(gone)
+        used: set[bytes] = set()
+        for (grid,) in db.execute("SELECT grid FROM frames"):
+            _kind, items = unpack(grid)
+            for item in items:
+                used.add(item[1] if isinstance(item, tuple) else item)
+        tiles = [h for (h,) in db.execute("SELECT hash FROM tiles") if h not in used]
+        for h in tiles:
+            db.execute("DELETE FROM tiles WHERE hash = ?", (h,))
+        counts["tiles"] = len(tiles)
+        db.execute(
+            "INSERT INTO deletions (t_wall_ns, what, reason, events, frames, tiles) "
+            "VALUES (?,?,?,?,?,?)",
+            (
+                time.time_ns(),
+                json.dumps(what),
+                reason,
+                counts["events"],
+                counts["frames"],
+                counts["tiles"],
+            ),
+        )

@@ -1,0 +1,683 @@
+"""The worker's own page (``demotrace ui``): status, pause, notice, recordings, deletion, export.
+
+A local web app over the data home: it talks to the running recorder through its control socket
+and reads the local store; it never reaches the network. Every request must carry the random
+token of this start in its path (``/t/<token>/...``), be addressed to the loopback address and
+port it listens on (DNS rebinding), and a POST must come from the page's own origin (cross-site
+requests). See ``docs/ui.md``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import hmac
+import io
+import json
+import math
+import secrets
+import shutil
+import sqlite3
+import tempfile
+import threading
+import time
+import urllib.parse
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import uvicorn
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from PIL import Image
+from starlette.background import BackgroundTask
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from demotrace.control import call
+from demotrace.errors import ControlError, DemotraceError
+from demotrace.paths import store_dir
+from demotrace.web.viewer import _is_loopback, render_frame
+
+HERE = Path(__file__).parent
+#: Steps per page of a session's timeline.
+STEPS_PER_PAGE = 40
+THUMB_W = 320
+UPLOAD_STATE = "Nothing is uploaded yet: this machine has no collector."
+STATES = {
+    "recording": "Recording",
+    "paused": "Paused",
+    "out_of_scope": "Out of scope (the window in front is not recorded)",
+    "secret": "Private (a password or secret is being typed: nothing is kept)",
+    "stopped": "Stopping",
+}
+
+
+class UiError(Exception):
+    """A refusal or failure shown to the worker as a page with ``status``."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+async def form_data(request: Request) -> dict[str, str]:
+    """A posted urlencoded form (without python-multipart): each field's last value."""
+    body = (await request.body())[:65536].decode("utf-8", "replace")
+    return {k: v[-1] for k, v in urllib.parse.parse_qs(body, keep_blank_values=True).items()}
+
+
+Posted = Annotated[dict[str, str], Depends(form_data)]
+
+
+def _field(form: dict[str, str], name: str, kind: type, *, required: bool = True) -> Any:
+    raw = form.get(name, "").strip()
+    if not raw:
+        if required:
+            raise UiError(f"The request is missing the field {name!r}.", 400)
+        return None
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise UiError(f"The field {name!r} has a bad value {raw!r}.", 400) from None
+    if isinstance(value, float) and not (math.isfinite(value) and value > 0):
+        raise UiError(f"The field {name!r} must be a positive number, not {raw!r}.", 400)
+    return value
+
+
+# -- the recorder and the store ---------------------------------------------------------------
+def recorder_status(home: Path) -> dict[str, Any] | None:
+    """The running recorder's status, or None when none answers."""
+    try:
+        return call(home, {"cmd": "status"}, timeout=2)
+    except ControlError:
+        return None
+
+
+def _open_store(home: Path) -> Any:
+    from demotrace.store.db import Store
+
+    return Store(store_dir(home), create=False)
+
+
+def _wall(ns: int | None) -> str:
+    if not ns:
+        return ""
+    return dt.datetime.fromtimestamp(ns / 1e9).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _clock(value: Any) -> str:
+    """Local time of day of a timestamp (datetime or pandas Timestamp), or ""."""
+    if value is None or not hasattr(value, "timestamp"):
+        return ""
+    return dt.datetime.fromtimestamp(value.timestamp()).strftime("%H:%M:%S")
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    s = max(0, round(seconds))
+    return (
+        f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+    )
+
+
+def session_rows(store: Any, live: int | None) -> list[dict[str, Any]]:
+    """Each session with its start, duration, status and counts, newest first."""
+    rows = []
+    for s in store.sessions():
+        sid = int(s["id"])
+        counts = store.counts(sid)
+        end = s["ended_mono_ns"]
+        if end is None:
+            last = store.db.execute("SELECT MAX(t_ns) FROM events WHERE session = ?", (sid,))
+            end = last.fetchone()[0]
+        seconds = (end - s["started_mono_ns"]) / 1e9 if end is not None else None
+        rows.append(
+            {
+                "id": sid,
+                "start": _wall(s["started_wall_ns"]),
+                "duration": _duration(seconds),
+                "status": "recording now" if sid == live else s["status"],
+                "live": sid == live,
+                "events": sum(counts.values()),
+                "clicks": counts.get("button", 0) // 2,
+                "texts": counts.get("text", 0),
+                "frames": counts.get("frame", 0),
+                "gaps": counts.get("gap", 0),
+            }
+        )
+    rows.reverse()
+    return rows
+
+
+class Steps:
+    """A session's steps, reduced on the fly from the store (cached until its events change)."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self._lock = threading.Lock()
+        self._cache: dict[int, tuple[tuple[int, int], dict[str, Any]]] = {}
+
+    def get(self, session: int) -> dict[str, Any]:
+        """``{"steps": [step dicts], "images": [bytes|None], "skipped": reason|None}``."""
+        from demotrace.dataset.build import BuildConfig, build_session
+        from demotrace.dataset.sources import LocalStoreSource
+
+        with self._lock:
+            source = LocalStoreSource(store_dir(self.home))
+            try:
+                row = source.store.db.execute(
+                    "SELECT COUNT(*), COALESCE(MAX(seq), -1) FROM events WHERE session = ?",
+                    (session,),
+                ).fetchone()
+                key = (int(row[0]), int(row[1]))
+                hit = self._cache.get(session)
+                if hit is not None and hit[0] == key:
+                    return hit[1]
+                ref = next((r for r in source.sessions() if r["session"] == session), None)
+                if ref is None:
+                    raise UiError(f"There is no session {session} on this machine.", 404)
+                out = build_session(source, ref, BuildConfig())
+            finally:
+                source.close()
+            steps: list[dict[str, Any]] = []
+            images: list[bytes | None] = []
+            if out.steps is not None:
+                images = [
+                    (o or {}).get("bytes") for o in out.steps.column("observation").to_pylist()
+                ]
+                for step in out.steps.drop_columns(["observation"]).to_pylist():
+                    try:
+                        step["action"] = json.loads(step["action"])
+                    except (TypeError, ValueError):
+                        step["action"] = {"type": step.get("action_type"), "invalid": True}
+                    steps.append(step)
+            value = {"steps": steps, "images": images, "skipped": out.skipped}
+            self._cache[session] = (key, value)
+            if len(self._cache) > 4:
+                self._cache.pop(next(iter(self._cache)))
+            return value
+
+
+def export_zip(home: Path, folder: Path, policy: Any) -> Path:
+    """A zip of a consistent copy of the store's database and a JSON summary, in ``folder``."""
+    from demotrace.store.db import DB_NAME
+
+    store = _open_store(home)
+    try:
+        copy = folder / DB_NAME
+        target = sqlite3.connect(copy)
+        try:
+            store.db.backup(target)
+        finally:
+            target.close()
+        summary = {
+            "what": "Everything demotrace holds about you on this machine.",
+            "exported_at": _wall(time.time_ns()),
+            "data_home": str(home),
+            "policy_in_force": {"name": policy.name, "version": policy.version},
+            "upload": UPLOAD_STATE,
+            "sessions": [{**s, "counts": store.counts(int(s["id"]))} for s in store.sessions()],
+            "consent": store.consent_history(),
+            "deletions": [
+                dict(
+                    zip(
+                        ("id", "t_wall_ns", "what", "reason", "events", "frames", "tiles"),
+                        r,
+                        strict=True,
+                    )
+                )
+                for r in store.db.execute("SELECT * FROM deletions ORDER BY id")
+            ],
+            "files": {DB_NAME: "a copy of the local store (SQLite): sessions, events, screenshots"},
+        }
+    finally:
+        store.close()
+    path = folder / "demotrace-my-data.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(copy, DB_NAME)
+        zf.writestr("summary.json", json.dumps(summary, indent=2, default=str))
+    copy.unlink()
+    return path
+
+
+# -- the app ----------------------------------------------------------------------------------
+def _host_ok(host: str, port: int | None) -> bool:
+    if host.startswith("["):
+        name, _, rest = host[1:].partition("]")
+        got = rest[1:] if rest.startswith(":") else ""
+        name = f"[{name}]"
+    else:
+        name, _, got = host.partition(":")
+    if name not in ("127.0.0.1", "localhost", "[::1]"):
+        return False
+    return port is None or got == str(port)
+
+
+def create_app(home: Path, token: str, port: int | None = None) -> FastAPI:
+    """The worker's page over the data home ``home``. Every path starts with ``/t/<token>/``;
+    requests addressed to another host than loopback (with ``port`` when given) get 421."""
+    home = Path(home)
+    prefix = f"/t/{token}"
+    templates = Jinja2Templates(directory=HERE / "templates")
+    app = FastAPI(title="demotrace", docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.port = port
+    app.mount(f"{prefix}/static", StaticFiles(directory=HERE / "static"), name="static")
+    steps_cache = Steps(home)
+
+    def page(request: Request, name: str, code: int = 200, **context: Any) -> Response:
+        context.setdefault("base", prefix)
+        return templates.TemplateResponse(request, name, context, status_code=code)
+
+    def error_page(request: Request, status: int, message: str) -> Response:
+        return page(request, "ui_error.html", status, status_code=status, message=message)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next: Callable[..., Any]) -> Response:
+        host = request.headers.get("host", "")
+        if not _host_ok(host, app.state.port):
+            return Response(
+                f"This page only answers requests addressed to 127.0.0.1:{app.state.port} (this "
+                f"one was addressed to {host!r}), so that no web site can reach your recordings "
+                "through your browser. Open the address `demotrace ui` printed.",
+                status_code=421,
+                media_type="text/plain",
+            )
+        path = request.url.path
+        got = path[3:].split("/", 1)[0] if path.startswith("/t/") else ""
+        if not hmac.compare_digest(got.encode(), token.encode()):
+            return Response(
+                "This page needs the secret address `demotrace ui` printed (it changes at every "
+                "start). Open that address; a link without it is refused.",
+                status_code=403,
+                media_type="text/plain",
+            )
+        if request.method not in ("GET", "HEAD"):
+            origin = request.headers.get("origin")
+            if origin != f"http://{host}":
+                return Response(
+                    "Refused: this change did not come from this page (its Origin is "
+                    f"{origin!r}). Use the buttons on the page itself.",
+                    status_code=403,
+                    media_type="text/plain",
+                )
+        response: Response = await call_next(request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'self'; img-src 'self' data:; object-src 'none'; form-action 'self'; "
+            "frame-ancestors 'none'"
+        )
+        return response
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        message = exc.detail if exc.status_code != 404 else "There is no such page here."
+        return error_page(request, exc.status_code, str(message))
+
+    @app.exception_handler(UiError)
+    async def ui_error(request: Request, exc: UiError) -> Response:
+        return error_page(request, exc.status, str(exc))
+
+    @app.exception_handler(DemotraceError)
+    async def demotrace_error(request: Request, exc: DemotraceError) -> Response:
+        return error_page(request, 500, str(exc))
+
+    @app.exception_handler(Exception)
+    async def any_error(request: Request, exc: Exception) -> Response:
+        return error_page(
+            request, 500, f"Something went wrong: {type(exc).__name__}: {exc}. Nothing was changed "
+            "unless the page said so; try again, or use the `demotrace` commands."
+        )  # fmt: skip
+
+    from fastapi.exceptions import RequestValidationError
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> Response:
+        fields = ", ".join(str(e.get("loc", ["?"])[-1]) for e in exc.errors())
+        return error_page(request, 400, f"The request is missing or has a bad value: {fields}.")
+
+    router = APIRouter(prefix=prefix)
+
+    def policy() -> Any:
+        from demotrace.privacy.consent import load_in_force
+
+        return load_in_force(None, home)
+
+    def store_or_none() -> Any:
+        from demotrace.errors import StoreError
+
+        try:
+            return _open_store(home)
+        except StoreError:
+            return None
+
+    @router.get("/", response_class=HTMLResponse)
+    def index(request: Request) -> Response:
+        status = recorder_status(home)
+        pol = policy()
+        store = store_or_none()
+        n_sessions, consent = 0, "none"
+        if store is not None:
+            from demotrace.privacy.consent import consent_state
+
+            try:
+                n_sessions, consent = len(store.sessions()), consent_state(store, pol)
+            finally:
+                store.close()
+        state = status["state"] if status else None
+        return page(
+            request,
+            "ui_home.html",
+            status=status,
+            state=state or "not_running",
+            state_label=STATES.get(state or "", "Not running: nothing is being recorded"),
+            policy=pol,
+            consent=consent,
+            n_sessions=n_sessions,
+            upload=UPLOAD_STATE,
+            home=home,
+        )
+
+    @router.post("/pause")
+    def pause(form: Posted) -> Response:
+        request: dict[str, Any] = {"cmd": "pause"}
+        minutes = _field(form, "minutes", float, required=False)
+        if minutes:
+            request["seconds"] = float(minutes) * 60
+        control(request)
+        return RedirectResponse(f"{prefix}/", status_code=303)
+
+    @router.post("/resume")
+    def resume() -> Response:
+        control({"cmd": "resume"})
+        return RedirectResponse(f"{prefix}/", status_code=303)
+
+    def control(request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return call(home, request, timeout=60)
+        except ControlError as exc:
+            raise UiError(str(exc), 409) from None
+
+    @router.get("/notice", response_class=HTMLResponse)
+    def notice(request: Request) -> Response:
+        from demotrace.privacy.consent import consent_state
+        from demotrace.privacy.notice import notice_dict
+
+        pol = policy()
+        history: list[dict[str, Any]] = []
+        state = "none"
+        store = store_or_none()
+        if store is not None:
+            try:
+                history = store.consent_history()
+                state = consent_state(store, pol)
+            finally:
+                store.close()
+        for h in history:
+            h["when"] = _wall(h["t_wall_ns"])
+        return page(
+            request,
+            "ui_notice.html",
+            notice=notice_dict(pol),
+            policy=pol,
+            consent=state,
+            history=list(reversed(history)),
+        )
+
+    @router.get("/sessions", response_class=HTMLResponse)
+    def sessions(request: Request) -> Response:
+        status = recorder_status(home)
+        store = store_or_none()
+        rows: list[dict[str, Any]] = []
+        deletions: list[dict[str, Any]] = []
+        if store is not None:
+            try:
+                rows = session_rows(store, status.get("session") if status else None)
+                for r in store.db.execute(
+                    "SELECT t_wall_ns, what, reason, events, frames, tiles FROM deletions "
+                    "ORDER BY id DESC LIMIT 20"
+                ):
+                    deletions.append(
+                        dict(zip(("when", "what", "reason", "events", "frames", "tiles"),
+                                 (_wall(r[0]), *r[1:]), strict=True))
+                    )  # fmt: skip
+            finally:
+                store.close()
+        return page(
+            request,
+            "ui_sessions.html",
+            sessions=rows,
+            running=status is not None,
+            deletions=deletions,
+            upload=UPLOAD_STATE,
+        )
+
+    def session_info(sid: int) -> tuple[dict[str, Any], int | None]:
+        status = recorder_status(home)
+        live = status.get("session") if status else None
+        store = store_or_none()
+        if store is None:
+            raise UiError("Nothing has been recorded on this machine yet.", 404)
+        try:
+            rows = {r["id"]: r for r in session_rows(store, live)}
+        finally:
+            store.close()
+        if sid not in rows:
+            raise UiError(
+                f"There is no session {sid} on this machine (it may have been deleted).", 404
+            )
+        return rows[sid], live
+
+    @router.get("/session/{sid}", response_class=HTMLResponse)
+    def session(
+        request: Request, sid: int, page_no: int = Query(0, ge=0, alias="page")
+    ) -> Response:
+        info, _live = session_info(sid)
+        data = steps_cache.get(sid)
+        steps = data["steps"]
+        pages = max(1, math.ceil(len(steps) / STEPS_PER_PAGE))
+        page_no = min(page_no, pages - 1)
+        first = page_no * STEPS_PER_PAGE
+        shown = []
+        for i, step in enumerate(steps[first : first + STEPS_PER_PAGE], start=first):
+            a = step["action"]
+            shown.append(
+                {
+                    "index": i,
+                    "episode": step["episode_id"],
+                    "type": step["action_type"],
+                    "summary": _summary(a),
+                    "app": step.get("app") or "",
+                    "title": step.get("title") or "",
+                    "url": step.get("url") or "",
+                    "when": _clock(step.get("t_start")),
+                    "seq_start": step["seq_start"],
+                    "seq_end": step["seq_end"],
+                    "has_image": data["images"][i] is not None,
+                }
+            )
+        return page(
+            request,
+            "ui_session.html",
+            session=info,
+            steps=shown,
+            total=len(steps),
+            skipped=data["skipped"],
+            page=page_no,
+            pages=pages,
+            thumb_w=THUMB_W,
+        )
+
+    @router.get("/frame/{sid}/{index}.png")
+    def frame(sid: int, index: int, full: int = Query(0)) -> Response:
+        data = steps_cache.get(sid)
+        if not 0 <= index < len(data["steps"]):
+            raise UiError(f"Session {sid} has no step {index} (any more).", 404)
+        png = render_frame(data["images"][index], data["steps"][index])
+        if not full:
+            image = Image.open(io.BytesIO(png))
+            w = min(THUMB_W * 2, image.width)  # sharp on high-density screens
+            image = image.resize((w, max(1, round(image.height * w / image.width))))
+            out = io.BytesIO()
+            image.save(out, format="PNG", compress_level=1)
+            png = out.getvalue()
+        return Response(png, media_type="image/png")
+
+    def done(request: Request, what: str, counts: dict[str, Any], back: str) -> Response:
+        steps_cache._cache.clear()
+        return page(
+            request,
+            "ui_done.html",
+            what=what,
+            events=counts.get("events", 0),
+            frames=counts.get("frames", 0),
+            tiles=counts.get("tiles", 0),
+            back=back,
+        )
+
+    @router.post("/forget/step", response_class=HTMLResponse)
+    def forget_step(request: Request, form: Posted) -> Response:
+        session = _field(form, "session", int)
+        seq_start, seq_end = _field(form, "seq_start", int), _field(form, "seq_end", int)
+        session_info(session)
+        status = recorder_status(home)
+        if status is not None:
+            live = status.get("session")
+            which = "this session" if live == session else f"session {live}"
+            raise UiError(
+                f"Single steps cannot be deleted while the recorder runs (it is recording "
+                f"{which}, and new screenshots may be built on the ones this step uses). Pause "
+                "and stop recording first (`demotrace stop` or Ctrl-C), then delete the step. "
+                "A whole session or the last minutes can be deleted at any time.",
+                409,
+            )
+        steps = steps_cache.get(session)["steps"]
+        if not any(s["seq_start"] == seq_start and s["seq_end"] == seq_end for s in steps):
+            raise UiError(f"Session {session} has no such step (any more).", 404)
+        store = _open_store(home)
+        try:
+            counts = store.forget_span(session, seq_start, seq_end)
+        finally:
+            store.close()
+        return done(request, f"a step of session {session}", counts, f"{prefix}/session/{session}")
+
+    def forget(request: dict[str, Any]) -> dict[str, Any]:
+        """Through the running recorder (it drops what it holds too), else in the store."""
+        try:
+            counts = call(home, {"cmd": "forget", **request}, timeout=60)
+        except ControlError:
+            store = _open_store(home)
+            try:
+                counts = store.forget(
+                    since_wall_ns=request.get("since_wall_ns"),
+                    sessions=request.get("sessions", ()),
+                )
+            finally:
+                store.close()
+        return counts
+
+    @router.post("/forget/session", response_class=HTMLResponse)
+    def forget_session(request: Request, form: Posted) -> Response:
+        session = _field(form, "session", int)
+        session_info(session)
+        counts = forget({"sessions": [session]})
+        return done(request, f"session {session}", counts, f"{prefix}/sessions")
+
+    @router.post("/forget/recent", response_class=HTMLResponse)
+    def forget_recent(request: Request, form: Posted) -> Response:
+        minutes = _field(form, "minutes", float)
+        if store_or_none() is None:
+            raise UiError("Nothing has been recorded on this machine yet.", 404)
+        counts = forget({"since_wall_ns": time.time_ns() - int(minutes * 60e9)})
+        return done(request, f"the last {minutes:g} minutes", counts, f"{prefix}/sessions")
+
+    @router.get("/export")
+    def export() -> Response:
+        if store_or_none() is None:
+            raise UiError("Nothing has been recorded on this machine yet: there is no data.", 404)
+        folder = Path(tempfile.mkdtemp(prefix=".export-", dir=home))
+        try:
+            path = export_zip(home, folder, policy())
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        return FileResponse(
+            path,
+            media_type="application/zip",
+            filename="demotrace-my-data.zip",
+            background=BackgroundTask(shutil.rmtree, folder, True),
+        )
+
+    app.include_router(router)
+    return app
+
+
+def _summary(a: dict[str, Any]) -> str:
+    kind = a.get("type")
+    if kind == "click":
+        button = " ".join([*a.get("modifiers", []), a.get("button", "left")])
+        return f"{button} click x{a.get('count', 1)}"
+    if kind == "type":
+        return f"type {a.get('text', '')!r}"
+    if kind == "key":
+        return f"key {'+'.join(a.get('keys', []))}"
+    if kind == "scroll":
+        return f"scroll dx={a.get('dx', 0)} dy={a.get('dy', 0)}"
+    if kind == "switch_app":
+        return f"switch to {a.get('app')}"
+    if kind == "select_option":
+        return f"select {a.get('value')!r}"
+    return str(kind)
+
+
+# -- serving ----------------------------------------------------------------------------------
+class UiServer:
+    """The worker's page bound to a loopback port (0: a free one), ready to :meth:`run`."""
+
+    def __init__(self, home: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+        import socket
+
+        if not _is_loopback(host):
+            raise DemotraceError(
+                f"The worker's page only listens on this machine (127.0.0.1), not on {host!r}: "
+                "it shows and deletes your recordings, so nothing else may reach it."
+            )
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.socket = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            self.socket.bind((host, port))
+        except OSError as exc:
+            self.socket.close()
+            raise DemotraceError(
+                f"The worker's page cannot listen on {host}:{port} ({exc.strerror or exc}). "
+                "Another program probably uses that port; give another one, or 0 for any."
+            ) from exc
+        self.port = self.socket.getsockname()[1]
+        self.token = secrets.token_urlsafe(24)
+        name = "[::1]" if family == socket.AF_INET6 else "127.0.0.1"
+        self.url = f"http://{name}:{self.port}/t/{self.token}/"
+        app = create_app(Path(home), self.token, self.port)
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+
+    def run(self) -> None:
+        """Serve until :meth:`stop` (or Ctrl-C when run in the main thread)."""
+        with self.socket:
+            self.server.run(sockets=[self.socket])
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+
+
+def serve(home: Path, port: int = 0, on_ready: Callable[[str], None] | None = None) -> None:
+    """Serve the worker's page until Ctrl-C; ``on_ready(url)`` once it listens."""
+    server = UiServer(Path(home), port=port)
+    if on_ready is not None:
+        on_ready(server.url)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
