@@ -128,14 +128,11 @@ def test_exports_of_the_recording(demo: dict[str, Any], tmp_path: Path) -> None:
 def test_viewer_draws_the_click_where_the_worker_clicked(demo: dict[str, Any]) -> None:
     """The replay viewer, in the real Chromium, over the recorded demo: the click marker on the
     screenshot is where the scripted worker's ground truth says it clicked."""
-    import shutil
-    import threading
-    import time
+    from browser import CHROMIUM, chromium_page, running
 
-    chromium = shutil.which("chromium")
-    if chromium is None:
+    if CHROMIUM is None:
         pytest.skip("chromium is not installed (run `make setup`)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    pytest.importorskip("playwright.sync_api")
     from demotrace.web.viewer import ViewerServer
     from test_viewer import red_centroid
 
@@ -153,28 +150,12 @@ def test_viewer_draws_the_click_where_the_worker_clicked(demo: dict[str, Any]) -
         and abs(json.loads(s["action"])["x"] * s["screen_w"] - click["x"]) <= 3
         and abs(json.loads(s["action"])["y"] * s["screen_h"] - click["y"]) <= 3
     )
-    server = ViewerServer(Path(demo["dataset"]))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.server.started:
-        assert time.monotonic() < deadline, "the viewer did not start"
-        time.sleep(0.02)
-    try:
-        with sync_api.sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"]
-            )
-            page = browser.new_page(viewport={"width": 1280, "height": 800})
-            index = hit["step_index"]
-            page.goto(f"{server.url}episode/{hit['episode_id']}?step={index}")
-            page.wait_for_selector(f'#obs[data-loaded="{index}"]', timeout=10_000)
-            natural = page.eval_on_selector("#obs", "i => [i.naturalWidth, i.naturalHeight]")
-            shot = Image.open(io.BytesIO(page.locator("#obs").screenshot()))
-            browser.close()
-    finally:
-        server.stop()
-        thread.join(timeout=10)
+    with running(ViewerServer(Path(demo["dataset"])), "the viewer") as url, chromium_page() as page:
+        index = hit["step_index"]
+        page.goto(f"{url}episode/{hit['episode_id']}?step={index}")
+        page.wait_for_selector(f'#obs[data-loaded="{index}"]', timeout=10_000)
+        natural = page.eval_on_selector("#obs", "i => [i.naturalWidth, i.naturalHeight]")
+        shot = Image.open(io.BytesIO(page.locator("#obs").screenshot()))
     sx, sy = shot.width / natural[0], shot.height / natural[1]
     want = ((click["x"] + 0.5) * sx - 0.5, (click["y"] + 0.5) * sy - 0.5)
     x, y = red_centroid(shot, want, radius=20)

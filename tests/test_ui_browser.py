@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from browser import CHROMIUM, chromium_page, running
 from demotrace.control import call
 from demotrace.model import Kind
 from demotrace.privacy.policy import demo_policy_path
@@ -23,7 +24,6 @@ from demotrace.testbench.recorder_process import start_recorder, stop_recorder
 from demotrace.testbench.worker import ScriptedWorker
 from demotrace.web.ui import UiServer
 
-CHROMIUM = shutil.which("chromium")
 if CHROMIUM is None:
     pytest.skip("chromium is not installed (run `make setup`)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -43,31 +43,15 @@ def shot(page: sync_api.Page, name: str) -> None:
 def ui(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     home = tmp_path / "home"
     home.mkdir()
-    server = UiServer(home)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.server.started:
-        assert time.monotonic() < deadline, "the worker's page did not start"
-        time.sleep(0.02)
-    yield home, server.url
-    server.stop()
-    thread.join(timeout=10)
+    with running(UiServer(home), "the worker's page") as url:
+        yield home, url
 
 
 @pytest.fixture
 def page() -> Iterator[sync_api.Page]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.set_default_timeout(15000)
+    with chromium_page(timeout_ms=15000) as page:
         page.on("dialog", lambda dialog: dialog.accept())  # the "really delete?" questions
         yield page
-        browser.close()
 
 
 def own_frames(store: Store, session: int) -> dict[tuple[int, int], tuple[int, str]]:

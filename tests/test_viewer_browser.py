@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
 from PIL import Image
 
+from browser import CHROMIUM, chromium_page, running
 from dataset_fixture import EPISODES, make_tiny_dataset
 from demotrace.web.viewer import ViewerServer
 
-CHROMIUM = shutil.which("chromium")
 if CHROMIUM is None:
     pytest.skip("chromium is not installed (run `make setup`)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -33,29 +30,14 @@ N_STEPS = len(EPISODES[0]["steps"])
 @pytest.fixture(scope="module")
 def viewer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     server = ViewerServer(make_tiny_dataset(tmp_path_factory.mktemp("browser") / "ds"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.server.started:
-        assert time.monotonic() < deadline, "the viewer did not start"
-        time.sleep(0.02)
-    yield server.url
-    server.stop()
-    thread.join(timeout=10)
+    with running(server, "the viewer") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def page(viewer: str) -> Iterator[sync_api.Page]:
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        page = browser.new_page(viewport={"width": 1280, "height": 800})
-        page.set_default_timeout(5000)
+    with chromium_page() as page:
         yield page
-        browser.close()
 
 
 def shown(page: sync_api.Page, index: int) -> dict[str, object]:

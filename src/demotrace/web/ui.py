@@ -27,7 +27,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-import uvicorn
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -39,7 +38,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from demotrace.control import call
 from demotrace.errors import ControlError, DemotraceError
 from demotrace.paths import store_dir
-from demotrace.web.viewer import _is_loopback, render_frame
+from demotrace.web.serving import LoopbackServer
+from demotrace.web.viewer import render_frame
 
 HERE = Path(__file__).parent
 #: Steps per page of a session's timeline.
@@ -636,42 +636,19 @@ def _summary(a: dict[str, Any]) -> str:
 
 
 # -- serving ----------------------------------------------------------------------------------
-class UiServer:
+class UiServer(LoopbackServer):
     """The worker's page bound to a loopback port (0: a free one), ready to :meth:`run`."""
 
     def __init__(self, home: Path, host: str = "127.0.0.1", port: int = 0) -> None:
-        import socket
-
-        if not _is_loopback(host):
-            raise DemotraceError(
-                f"The worker's page only listens on this machine (127.0.0.1), not on {host!r}: "
-                "it shows and deletes your recordings, so nothing else may reach it."
-            )
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.socket = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.socket.bind((host, port))
-        except OSError as exc:
-            self.socket.close()
-            raise DemotraceError(
-                f"The worker's page cannot listen on {host}:{port} ({exc.strerror or exc}). "
-                "Another program probably uses that port; give another one, or 0 for any."
-            ) from exc
-        self.port = self.socket.getsockname()[1]
         self.token = secrets.token_urlsafe(24)
-        name = "[::1]" if family == socket.AF_INET6 else "127.0.0.1"
-        self.url = f"http://{name}:{self.port}/t/{self.token}/"
-        app = create_app(Path(home), self.token, self.port)
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-
-    def run(self) -> None:
-        """Serve until :meth:`stop` (or Ctrl-C when run in the main thread)."""
-        with self.socket:
-            self.server.run(sockets=[self.socket])
-
-    def stop(self) -> None:
-        self.server.should_exit = True
+        super().__init__(
+            lambda bound: create_app(Path(home), self.token, bound),
+            what="worker's page",
+            why_local="it shows and deletes your recordings, so nothing else may reach it.",
+            host=host,
+            port=port,
+            path=f"t/{self.token}/",
+        )
 
 
 def serve(home: Path, port: int = 0, on_ready: Callable[[str], None] | None = None) -> None:

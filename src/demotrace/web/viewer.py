@@ -14,10 +14,8 @@ import contextlib
 import datetime as dt
 import functools
 import io
-import ipaddress
 import json
 import math
-import socket
 import textwrap
 import threading
 from collections.abc import Callable
@@ -27,7 +25,6 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import uvicorn
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
@@ -37,6 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from demotrace.dataset.formats.common import Dataset
 from demotrace.errors import DatasetError, DemotraceError
+from demotrace.web.serving import LoopbackServer
 
 HERE = Path(__file__).parent
 #: Steps per page of ``/api/episode/{id}/steps`` (default and most).
@@ -482,49 +480,18 @@ def _image_type(data: bytes) -> str:
 
 
 # -- serving -----------------------------------------------------------------------------------
-class ViewerServer:
+class ViewerServer(LoopbackServer):
     """The viewer bound to a loopback port (0: a free one), ready to :meth:`run`."""
 
     def __init__(self, dataset: Path, host: str = "127.0.0.1", port: int = 0) -> None:
-        if not _is_loopback(host):
-            raise DemotraceError(
-                f"The viewer only listens on this machine (127.0.0.1 or localhost), not on "
-                f"{host!r}: it has no login, so anyone who could reach it could read the dataset. "
-                "To look at a dataset on another machine, copy it or use an SSH tunnel."
-            )
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.socket = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self.socket.bind((host, port))
-        except OSError as exc:
-            self.socket.close()
-            raise DemotraceError(
-                f"The viewer cannot listen on {host}:{port} ({exc.strerror or exc}). Another "
-                "program probably uses that port; give another one, or 0 for any free port."
-            ) from exc
-        self.port = self.socket.getsockname()[1]
-        self.url = f"http://{'[::1]' if family == socket.AF_INET6 else '127.0.0.1'}:{self.port}/"
-        app = create_app(dataset, self.port)
-        config = uvicorn.Config(app, log_level="warning", access_log=False)
-        self.server = uvicorn.Server(config)
-
-    def run(self) -> None:
-        """Serve until :meth:`stop` (or Ctrl-C when run in the main thread)."""
-        with self.socket:
-            self.server.run(sockets=[self.socket])
-
-    def stop(self) -> None:
-        self.server.should_exit = True
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+        super().__init__(
+            lambda bound: create_app(dataset, bound),
+            what="viewer",
+            why_local="it has no login, so anyone who could reach it could read the dataset. "
+            "To look at a dataset on another machine, copy it or use an SSH tunnel.",
+            host=host,
+            port=port,
+        )
 
 
 def serve(
