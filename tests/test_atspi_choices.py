@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from pathlib import Path
 
 import pytest
 
+from demotrace.control import call
 from demotrace.dataset.build import BuildConfig, build_session
 from demotrace.dataset.sources import LocalStoreSource
+from demotrace.errors import ControlError
 from demotrace.testbench import a11y as a11y_mod
 from demotrace.testbench import gtk_login
 from demotrace.testbench.recorder_process import start_recorder, stop_recorder
@@ -63,7 +66,15 @@ def test_gtk_dropdown_choice_is_a_select_option_named_by_atspi(desktop, tmp_path
     try:
         proc = start_recorder(desktop.display, home, policy=policy, env=dict(env))
         try:
-            time.sleep(1.0)  # the AT-SPI agent is up
+            # the recorder is up and judges the login window in scope before the first click
+            deadline = time.monotonic() + 20
+            while True:
+                with contextlib.suppress(ControlError):
+                    if call(home, {"cmd": "status"}).get("state") == "recording":
+                        break
+                assert time.monotonic() < deadline, "the recorder never started recording"
+                time.sleep(0.1)
+            time.sleep(1.0)  # and its AT-SPI agent is listening
             app.click("country")
             # the list may still be placing itself: wait until its items stay where they are
             item: dict = {}
@@ -99,5 +110,7 @@ def test_gtk_dropdown_choice_is_a_select_option_named_by_atspi(desktop, tmp_path
     assert action["target"]["role"] == "menu item"
     assert step["skills"] == ["dropdown"] and step["app"] == gtk_login.WM_CLASS
     # the click that opened the list is a step too, tagged as a dropdown
-    opener = steps[steps.index(step) - 1]
+    at = steps.index(step)
+    assert at >= 1, actions
+    opener = steps[at - 1]
     assert json.loads(opener["action"])["type"] == "click" and opener["skills"] == ["dropdown"]
