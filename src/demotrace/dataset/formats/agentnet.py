@@ -124,8 +124,6 @@ def from_dialect(items: Sequence[str], size: tuple[int, int]) -> Action:
 def export(
     dataset: common.Dataset, out: Path, progress: common.Progress | None = None
 ) -> common.Summary:
-    summary = common.Summary("agentnet", out)
-
     def step_record(step: Step, items: list[str], image: str | None) -> dict[str, Any]:
         return {"index": step["step_index"], "image": image, "value": {"code": "\n".join(items)}}
 
@@ -136,8 +134,12 @@ def export(
             "traj": steps,
         }
 
-    images = common.Images(out / "images")
-    common.export_jsonl(
-        dataset, summary, to_dialect, step_record, episode_record, images=images, progress=progress
+    return common.export_jsonl(
+        dataset,
+        out,
+        "agentnet",
+        to_dialect,
+        step_record,
+        episode_record,
+        progress=progress,
     )
-    return summary

@@ -155,8 +155,6 @@ def from_dialect(items: Sequence[dict[str, Any]], size: tuple[int, int]) -> Acti
 def export(
     dataset: common.Dataset, out: Path, progress: common.Progress | None = None
 ) -> common.Summary:
-    summary = common.Summary("anthropic", out)
-
     def episode_record(episode: common.Episode, steps: list[dict[str, Any]]) -> dict[str, Any]:
         size = (episode["screen_w"], episode["screen_h"])
         width, height = scaled_size(size)
@@ -168,14 +166,13 @@ def export(
             "steps": steps,
         }
 
-    images = common.Images(out / "images", fit=MAX_SIZE)
-    common.export_jsonl(
+    return common.export_jsonl(
         dataset,
-        summary,
+        out,
+        "anthropic",
         to_dialect,
         common.step_record("actions"),
         episode_record,
-        images=images,
+        fit=MAX_SIZE,
         progress=progress,
     )
-    return summary

@@ -305,16 +305,19 @@ def step_record(key: str) -> StepRecord:
 
 def export_jsonl(
     dataset: Dataset,
-    summary: Summary,
+    out: Path,
+    fmt: str,
     converter: Callable[[Step], list[Any]],
     step_record: StepRecord,
     episode_record: EpisodeRecord,
     *,
-    images: Images,
+    fit: tuple[int, int] | None = None,
     progress: Progress | None = None,
-) -> None:
-    """The usual export: ``OUT/<format>.jsonl`` with one line per episode that kept a step, and
-    the observations of the written steps under ``OUT/images``."""
+) -> Summary:
+    """The usual export: ``OUT/<fmt>.jsonl`` with one line per episode that kept a step, and
+    the observations of the written steps under ``OUT/images`` (scaled to ``fit``)."""
+    summary = Summary(fmt, out)
+    images = Images(out / "images", fit=fit)
     path = summary.out / f"{summary.format}.jsonl"
     try:
         with path.open("w", encoding="utf-8") as fh:
@@ -334,6 +337,7 @@ def export_jsonl(
     except OSError as exc:
         raise unwritable(summary.out, exc) from exc
     summary.files += 1 + len(images.written)
+    return summary
 
 
 # -- key names -------------------------------------------------------------------------------

@@ -119,8 +119,6 @@ def from_dialect(items: Sequence[dict[str, Any]], size: tuple[int, int]) -> Acti
 def export(
     dataset: common.Dataset, out: Path, progress: common.Progress | None = None
 ) -> common.Summary:
-    summary = common.Summary("openai", out)
-
     def episode_record(episode: common.Episode, steps: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "episode_id": episode["episode_id"],
@@ -133,14 +131,12 @@ def export(
             "steps": steps,
         }
 
-    images = common.Images(out / "images")
-    common.export_jsonl(
+    return common.export_jsonl(
         dataset,
-        summary,
+        out,
+        "openai",
         to_dialect,
         common.step_record("actions"),
         episode_record,
-        images=images,
         progress=progress,
     )
-    return summary

@@ -98,8 +98,6 @@ def from_dialect(items: Sequence[str], size: tuple[int, int]) -> Action:
 def export(
     dataset: common.Dataset, out: Path, progress: common.Progress | None = None
 ) -> common.Summary:
-    summary = common.Summary("pyautogui", out)
-
     def episode_record(episode: common.Episode, steps: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "episode_id": episode["episode_id"],
@@ -108,14 +106,12 @@ def export(
             "steps": steps,
         }
 
-    images = common.Images(out / "images")
-    common.export_jsonl(
+    return common.export_jsonl(
         dataset,
-        summary,
+        out,
+        "pyautogui",
         to_dialect,
         common.step_record("actions"),
         episode_record,
-        images=images,
         progress=progress,
     )
-    return summary

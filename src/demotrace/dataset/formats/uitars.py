@@ -170,8 +170,6 @@ def thought(step: Step) -> str:
 def export(
     dataset: common.Dataset, out: Path, progress: common.Progress | None = None
 ) -> common.Summary:
-    summary = common.Summary("uitars", out)
-
     def step_record(step: Step, items: list[str], image: str | None) -> dict[str, Any]:
         response = f"Thought: {thought(step)}\nAction: " + "\n\n".join(items)
         return {
@@ -186,8 +184,12 @@ def export(
             "steps": steps,
         }
 
-    images = common.Images(out / "images")
-    common.export_jsonl(
-        dataset, summary, to_dialect, step_record, episode_record, images=images, progress=progress
+    return common.export_jsonl(
+        dataset,
+        out,
+        "uitars",
+        to_dialect,
+        step_record,
+        episode_record,
+        progress=progress,
     )
-    return summary
