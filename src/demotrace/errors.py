@@ -72,3 +72,17 @@ class DatasetError(DemotraceError):
     """A dataset cannot be built, read or exported (bad source, newer format, damaged files)."""
 
     exit_code = 12
+
+
+class CollectorError(DemotraceError):
+    """The collector cannot start or serve: bad database or blob store URL, unreachable backend,
+    a schema newer than this demotrace, or an admin command it cannot carry out."""
+
+    exit_code = 13
+
+
+class SyncError(DemotraceError):
+    """Enrolment or upload failed for a reason retrying cannot fix (bad code or credential,
+    revoked device, a body the collector refuses), or the collector is unreachable."""
+
+    exit_code = 14
