@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 SYS_TOOLS := Xvfb:xvfb xdotool:xdotool xdpyinfo:x11-utils jwm:jwm xterm:xterm xinput:xinput \
              chromium:chromium
 SYS_PKGS  := xvfb xdotool x11-utils jwm xterm xinput python3-tk python3-venv \
-             python3-pyatspi python3-gi gir1.2-gtk-3.0 at-spi2-core dbus-x11 chromium
+             python3-pyatspi python3-gi gir1.2-gtk-3.0 at-spi2-core dbus-x11 chromium postgresql
 
 .PHONY: setup sysdeps demo test lint bench clean
 
@@ -22,6 +22,8 @@ sysdeps:
 	$(PYTHON) -c "import ensurepip, venv" >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	/usr/bin/python3 -c "import pyatspi, gi" >/dev/null 2>&1 || missing="$$missing python3-pyatspi"; \
 	command -v dbus-launch >/dev/null 2>&1 || missing="$$missing dbus-x11"; \
+	{ command -v initdb || ls /usr/lib/postgresql/*/bin/initdb; } >/dev/null 2>&1 \
+	  || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = "0" ]; then \
 	    echo "installing system packages:$$missing"; \

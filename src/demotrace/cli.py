@@ -609,6 +609,10 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--speed", type=float, default=1.0, help="worker speed factor (1 = human)")
     d.add_argument("--json", action="store_true")
     d.set_defaults(func=cmd_demo)
+
+    from demotrace.cli_collector import add_parsers
+
+    add_parsers(sub)
     return p
 
 

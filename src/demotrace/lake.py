@@ -6,19 +6,24 @@ Ray engines), from a folder or any URI pyarrow's file systems know (``s3://bucke
     LAKE/
       sessions/<device>/<session>.json      the session: clocks, status, screen, event model, info
       events/date=YYYY-MM-DD/device=<device>/session=<session>/seg-<first seq>.parquet
-      frames/<hh>/<frame hash>.bin           a frame's manifest: its full grid of tile hashes
-      tiles/<hh>/<tile hash>.webp            a tile, lossless WebP, as the recorder stored it
+      frames/<device>/<hh>/<frame id>.bin    a frame's manifest: its full grid of tile keys
+      tiles/<hh>/<tile key>.webp             a tile, lossless WebP, as the recorder stored it
 
 Events keep the local store's columns (:data:`~demotrace.dataset.schema.EVENT_SCHEMA`), sorted by
-``seq``, at most :data:`SEGMENT_ROWS` a segment; ``date`` is the session's start (UTC). Every blob
-is named by its content hash and can be checked: a manifest's name is the hash of its dimensions
-and tile hashes (``store.frames.frame_hash``), a tile's the hash of its decoded pixels. Writing is
-idempotent: a segment or blob written twice is the same file, and readers drop duplicate ``seq``.
+``seq``, at most :data:`SEGMENT_ROWS` a segment; ``date`` is the session's start (UTC).
+
+A tile's key is the BLAKE2b-128 hash of its bytes, so anyone can check it and tiles are shared by
+every device that shows the same pixels. A frame keeps the recorder's id (the hash of its tiles'
+pixels, which the events refer to), and its manifest lists the keys of its tiles; manifests live
+under their device, so no device can place a manifest another device's events would read. Writing
+is idempotent: a segment or blob written twice is the same file, and readers drop duplicate
+``seq``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
 import json
 import posixpath
@@ -55,8 +60,51 @@ def open_fs(uri: str | Path) -> tuple[pafs.FileSystem, str]:
         raise DatasetError(f"Cannot open the lake at {uri}: {exc}.") from None
 
 
-def _blob(kind: str, hexhash: str, ext: str) -> str:
-    return f"{kind}/{hexhash[:2]}/{hexhash}.{ext}"
+def tile_key(hexhash: str) -> str:
+    return f"tiles/{hexhash[:2]}/{hexhash}.webp"
+
+
+def frame_key(device: str, frame_id: str) -> str:
+    return f"frames/{device}/{frame_id[:2]}/{frame_id}.bin"
+
+
+def content_hash(data: bytes) -> str:
+    """The lake's name for a tile: BLAKE2b-128 of its bytes, hex."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+class FrameExporter:
+    """A local store's frames as lake blobs: each frame's manifest (tile keys) and its tiles."""
+
+    def __init__(self, db: Any, reader: Any) -> None:
+        self.db = db
+        self.reader = reader
+        self._keys: dict[bytes, tuple[str, bytes | None]] = {}
+
+    def tile(self, pixel_hash: bytes) -> tuple[str, bytes]:
+        """(key, bytes) of one stored tile."""
+        row = self.db.execute("SELECT data FROM tiles WHERE hash = ?", (pixel_hash,)).fetchone()
+        if row is None:
+            raise KeyError(f"tile {pixel_hash.hex()} is not in the store")
+        data = bytes(row[0])
+        return content_hash(data), data
+
+    def frame(self, frame_id: str) -> tuple[bytes, dict[str, bytes | None]]:
+        """(manifest, {tile key: bytes or None when this exporter handed it out before})."""
+        w, h, tile, hashes = self.reader.grid(bytes.fromhex(frame_id))
+        tiles: dict[str, bytes | None] = {}
+        keys = []
+        for ph in hashes:
+            known = self._keys.get(ph)
+            if known is None:
+                key, data = self.tile(ph)
+                self._keys[ph] = (key, None)
+                tiles[key] = data
+            else:
+                key = known[0]
+                tiles.setdefault(key, None)
+            keys.append(bytes.fromhex(key))
+        return pack_manifest(w, h, tile, keys), tiles
 
 
 def pack_manifest(width: int, height: int, tile: int, hashes: list[bytes]) -> bytes:
@@ -156,22 +204,22 @@ def export_session(store_root: Path, session: int, lake: str | Path, device: str
             fid = json.loads(data or "{}").get("frame")
             if fid:
                 frame_ids.add(fid)
-        db = src.store.db
+        exporter = FrameExporter(src.store.db, src.reader)
         for fid in sorted(frame_ids):
-            w, h, tile, hashes = src.reader.grid(bytes.fromhex(fid))
-            for th in sorted(set(hashes)):
-                rel = _blob("tiles", th.hex(), "webp")
-                if not files.exists(rel):
-                    blob = db.execute("SELECT data FROM tiles WHERE hash = ?", (th,)).fetchone()
-                    if blob is None:
-                        raise DatasetError(
-                            f"Frame {fid} of session {session} lacks a tile in the store."
-                        )
-                    files.write(rel, blob[0])
+            try:
+                manifest, tiles = exporter.frame(fid)
+            except KeyError as exc:
+                raise DatasetError(
+                    f"Frame {fid} of session {session} is incomplete in the store ({exc})."
+                ) from None
+            for key, data in tiles.items():
+                rel = tile_key(key)
+                if data is not None and not files.exists(rel):
+                    files.write(rel, data)
                     counts["tiles"] += 1
-            rel = _blob("frames", fid, "bin")
+            rel = frame_key(device, fid)
             if not files.exists(rel):
-                files.write(rel, pack_manifest(w, h, tile, hashes))
+                files.write(rel, manifest)
                 counts["frames"] += 1
         # the session file last: a reader sees a session only once its data is there
         files.write(f"sessions/{device}/{session}.json", json.dumps(meta, indent=1).encode())
@@ -252,7 +300,7 @@ class LakeSource:
     def _tile(self, th: bytes) -> Image.Image:
         img = self._tiles.get(th)
         if img is None:
-            img = Image.open(io.BytesIO(self.files.read(_blob("tiles", th.hex(), "webp"))))
+            img = Image.open(io.BytesIO(self.files.read(tile_key(th.hex()))))
             img.load()
             if len(self._tiles) > 4096:
                 self._tiles.clear()
@@ -262,7 +310,8 @@ class LakeSource:
     def frame(self, ref: dict[str, Any], frame_id: str) -> Image.Image:
         from demotrace.store.frames import tile_rect
 
-        w, h, tile, hashes = unpack_manifest(self.files.read(_blob("frames", frame_id, "bin")))
+        data = self.files.read(frame_key(ref["device"], frame_id))
+        w, h, tile, hashes = unpack_manifest(data)
         out = Image.new("RGB", (w, h))
         for index, th in enumerate(hashes):
             x0, y0, _x1, _y1 = tile_rect(index, w, h, tile)
@@ -273,7 +322,7 @@ class LakeSource:
         missing = set()
         present: dict[bytes, bool] = {}  # frames share most tiles: ask about each one once
         for fid in frame_ids:
-            rel = _blob("frames", fid, "bin")
+            rel = frame_key(ref["device"], fid)
             try:
                 _w, _h, _t, hashes = unpack_manifest(self.files.read(rel))
             except (OSError, ValueError, pa.ArrowException):
@@ -281,7 +330,7 @@ class LakeSource:
                 continue
             for th in set(hashes):
                 if th not in present:
-                    present[th] = self.files.exists(_blob("tiles", th.hex(), "webp"))
+                    present[th] = self.files.exists(tile_key(th.hex()))
                 if not present[th]:
                     missing.add(fid)
                     break

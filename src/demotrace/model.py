@@ -13,7 +13,7 @@ from enum import IntEnum
 from typing import Any, NamedTuple
 
 #: Version of the local store's schema (see ``store/db.py`` for migrations).
-STORE_SCHEMA_VERSION = 2
+STORE_SCHEMA_VERSION = 3
 #: Version of the raw event model written into every session.
 EVENT_MODEL_VERSION = 2
 

@@ -108,10 +108,25 @@ def _m2_consent(db: sqlite3.Connection) -> None:
     )
 
 
+def _m3_sync(db: sqlite3.Connection) -> None:
+    db.executescript(
+        """
+        -- a deletion is also a request to the collector: sent_ns is set once it accepted it
+        ALTER TABLE deletions ADD COLUMN sent_ns INTEGER;
+        CREATE TABLE uploads (
+            session INTEGER PRIMARY KEY,
+            seq INTEGER NOT NULL,            -- the collector holds this session up to here
+            t_wall_ns INTEGER NOT NULL       -- when that was last confirmed
+        );
+        """
+    )
+
+
 #: Named migrations, applied in order, each in its own transaction. Never edit one that shipped.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("initial", _m1_initial),
     ("consent and deletions", _m2_consent),
+    ("sync outbox", _m3_sync),
 ]
 assert len(MIGRATIONS) == STORE_SCHEMA_VERSION
 

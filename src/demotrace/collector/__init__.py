@@ -1,0 +1,1 @@
+"""The collector: the server that receives uploads and keeps the lake."""

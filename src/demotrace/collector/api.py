@@ -1,0 +1,368 @@
+"""The collector's HTTP API: routes only. What they do is in :mod:`demotrace.collector.service`.
+
+Every answer that is not a success is JSON ``{"error": "<one paragraph>"}`` with a 4xx status
+(plus fields such as ``missing_frames`` where they help the client), never a traceback. Bodies are
+capped before they are read; a ``zstd``-compressed body is capped again as it decompresses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import zstandard
+from fastapi import Depends, FastAPI, Header, Path, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from demotrace import __version__
+from demotrace.collector.service import Config, Problem, Service
+
+log = logging.getLogger("demotrace.collector")
+ENV_CONFIG = "DEMOTRACE_COLLECTOR_CONFIG"
+SESSION = Annotated[int, Path(ge=0, le=2**62, description="the session id on the device")]
+SEQ = Annotated[int, Path(ge=0, le=2**62)]
+_bearer = HTTPBearer(auto_error=False, description="a device credential or the admin credential")
+Creds = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+# -- request and answer models ------------------------------------------------------------------
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EnrollIn(_Strict):
+    code: str = Field(min_length=1, max_length=100)
+    label: str | None = Field(default=None, max_length=200)
+
+
+class EnrollOut(BaseModel):
+    device: str
+    token: str
+
+
+class SessionIn(_Strict):
+    started_wall_ns: int = Field(ge=0, le=2**62)
+    started_mono_ns: int = Field(ge=0, le=2**62)
+    ended_mono_ns: int | None = Field(default=None, ge=0, le=2**62)
+    status: str = Field(default="recording", max_length=40)
+    screen: list[Annotated[int, Field(ge=0, le=100_000)]] = Field(min_length=2, max_length=2)
+    event_model: int = Field(ge=0, le=1000)
+    info: dict[str, Any] = Field(default_factory=dict)
+
+
+class MissingIn(_Strict):
+    tiles: list[str] = Field(default_factory=list, max_length=50_000)
+    frames: list[str] = Field(default_factory=list, max_length=50_000)
+
+
+class DeletionIn(_Strict):
+    id: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
+    session: int | None = Field(default=None, ge=0, le=2**62)
+    seq: list[Annotated[int, Field(ge=0, le=2**62)]] | None = Field(
+        default=None, min_length=2, max_length=2
+    )
+    since_wall_ns: int | None = Field(default=None, ge=0, le=2**62)
+    until_wall_ns: int | None = Field(default=None, ge=0, le=2**62)
+
+
+class CodeIn(_Strict):
+    ttl_s: int | None = Field(default=None, ge=60, le=365 * 86400)
+    note: str | None = Field(default=None, max_length=200)
+
+
+_BINARY = {
+    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    "required": True,
+}
+_POLICY = {"content": {"application/toml": {"schema": {"type": "string"}}}, "required": True}
+
+
+# -- limits ---------------------------------------------------------------------------------------
+class RateLimiter:
+    """A token bucket per device (in this worker process)."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, who: str) -> float:
+        """0 if the request may go on, else the seconds to wait."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(who, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+            if tokens < 1:
+                self._buckets[who] = (tokens, now)
+                return (1 - tokens) / self.rate
+            self._buckets[who] = (tokens - 1, now)
+            if len(self._buckets) > 100_000:
+                self._buckets.clear()
+            return 0.0
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, at most ``limit`` bytes after decompression; 413/415 otherwise."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise Problem(
+            413,
+            f"The body is {int(declared):,} bytes; the limit here is {limit:,}. "
+            "Send smaller segments or batches.",
+        )
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Problem(413, f"The body is over the limit of {limit:,} bytes.")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding != "zstd":
+        raise Problem(415, f"Content-Encoding {encoding!r} is not supported; send zstd or none.")
+    try:
+        reader = zstandard.ZstdDecompressor().stream_reader(body)
+        out = reader.read(limit + 1)
+        while len(out) <= limit:
+            more = reader.read(limit + 1 - len(out))
+            if not more:
+                break
+            out += more
+    except zstandard.ZstdError as exc:
+        raise Problem(422, f"The body is not valid zstd: {exc}.") from None
+    if len(out) > limit:
+        raise Problem(413, f"The body decompresses to more than the limit of {limit:,} bytes.")
+    return out
+
+
+def _digest(header: str | None) -> str:
+    """The SHA-256 (hex) from a ``Content-Digest: sha-256=:<base64>:`` header."""
+    for part in (header or "").split(","):
+        name, _, value = part.strip().partition("=")
+        if name.strip().lower() == "sha-256":
+            raw = value.strip().strip(":")
+            with contextlib.suppress(binascii.Error, ValueError):
+                decoded = base64.b64decode(raw, validate=True)
+                if len(decoded) == 32:
+                    return decoded.hex()
+    raise Problem(
+        422,
+        "A segment needs its hash in a Content-Digest header: "
+        "`Content-Digest: sha-256=:<base64 of the SHA-256 of the body>:`.",
+    )
+
+
+# -- the application ----------------------------------------------------------------------------
+def create_app(service: Service) -> FastAPI:
+    cfg = service.config
+    limiter = RateLimiter(cfg.rate_per_s, cfg.rate_burst)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        task = asyncio.create_task(_housekeeping(service)) if cfg.retention_days else None
+        yield
+        if task is not None:
+            task.cancel()
+
+    app = FastAPI(
+        title="demotrace collector",
+        version=__version__,
+        description="Uploads, deletion and policies of the demotrace collector (docs/collector.md).",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+
+    @app.exception_handler(Problem)
+    async def _problem(_req: Request, exc: Problem) -> JSONResponse:
+        headers = {}
+        if exc.status == 429:
+            headers["Retry-After"] = str(exc.extra.pop("retry_after", 1))
+        return JSONResponse({"error": exc.message, **exc.extra}, exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for e in exc.errors()[:5]:
+            where = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
+            parts.append(f"{where or 'the body'}: {e.get('msg')}")
+        return JSONResponse({"error": "The request is not valid: " + "; ".join(parts) + "."}, 422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, exc.status_code)
+
+    async def device_of(creds: HTTPAuthorizationCredentials | None) -> str:
+        device = await run_in_threadpool(service.device_for, creds.credentials if creds else None)
+        wait = limiter.take(device)
+        if wait:
+            raise Problem(
+                429,
+                "Too many requests from this device; slow down and retry.",
+                retry_after=max(1, round(wait)),
+            )
+        return device
+
+    async def admin(creds: HTTPAuthorizationCredentials | None) -> None:
+        await run_in_threadpool(service.check_admin, creds.credentials if creds else None)
+
+    @app.get("/v1/health", tags=["public"])
+    async def health() -> dict[str, Any]:
+        return {"ok": True, "version": __version__}
+
+    @app.post("/v1/enroll", tags=["public"], status_code=201)
+    async def enroll(body: EnrollIn, request: Request) -> EnrollOut:
+        client = request.client.host if request.client else "?"
+        wait = limiter.take(f"enroll:{client}")
+        if wait:
+            raise Problem(
+                429, "Too many enrolment attempts; wait and retry.", retry_after=max(1, round(wait))
+            )
+        out = await run_in_threadpool(service.enroll, body.code, body.label)
+        return EnrollOut(**out)
+
+    @app.get("/v1/device", tags=["device"])
+    async def whoami(creds: Creds) -> dict[str, Any]:
+        return {"device": await device_of(creds)}
+
+    @app.get("/v1/policy", tags=["device"])
+    async def policy(creds: Creds) -> dict[str, Any]:
+        await device_of(creds)
+        current = await run_in_threadpool(service.current_policy)
+        if current is None:
+            raise Problem(404, "The collector has no policy yet; devices keep the one they have.")
+        return current
+
+    @app.get("/v1/sessions", tags=["device"])
+    async def sessions(creds: Creds) -> list[dict[str, Any]]:
+        device = await device_of(creds)
+        return await run_in_threadpool(service.list_sessions, device)
+
+    @app.get("/v1/sessions/{session}", tags=["device"])
+    async def session(session: SESSION, creds: Creds) -> dict[str, Any]:
+        device = await device_of(creds)
+        return await run_in_threadpool(service.get_session, device, session)
+
+    @app.put("/v1/sessions/{session}", tags=["device"])
+    async def put_session(session: SESSION, body: SessionIn, creds: Creds) -> dict[str, Any]:
+        device = await device_of(creds)
+        if len(repr(body.info)) > 64 * 1024:
+            raise Problem(413, "The session's info is over 64 KiB.")
+        return await run_in_threadpool(service.put_session, device, session, body.model_dump())
+
+    @app.put(
+        "/v1/sessions/{session}/segments/{first}-{last}",
+        tags=["device"],
+        openapi_extra={"requestBody": _BINARY},
+    )
+    async def put_segment(
+        session: SESSION,
+        first: SEQ,
+        last: SEQ,
+        request: Request,
+        creds: Creds,
+        content_digest: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        device = await device_of(creds)
+        digest = _digest(content_digest)
+        body = await read_body(request, cfg.max_segment_bytes)
+        return await run_in_threadpool(
+            service.put_segment, device, session, first, last, body, digest
+        )
+
+    @app.post("/v1/blobs/missing", tags=["device"])
+    async def missing(body: MissingIn, creds: Creds) -> dict[str, list[str]]:
+        device = await device_of(creds)
+        return await run_in_threadpool(service.missing_blobs, device, body.tiles, body.frames)
+
+    @app.post("/v1/blobs", tags=["device"], openapi_extra={"requestBody": _BINARY})
+    async def put_blobs(request: Request, creds: Creds) -> dict[str, int]:
+        device = await device_of(creds)
+        body = await read_body(request, cfg.max_blob_batch_bytes)
+        return await run_in_threadpool(service.put_blobs, device, body)
+
+    @app.post("/v1/deletions", tags=["device"])
+    async def delete(body: DeletionIn, creds: Creds) -> dict[str, Any]:
+        device = await device_of(creds)
+        what = body.model_dump(exclude={"id"}, exclude_none=True)
+        if "seq" in what and "session" not in what:
+            raise Problem(422, "A seq span needs its session.")
+        if "seq" in what and what["seq"][0] > what["seq"][1]:
+            raise Problem(422, "A seq span runs from its first to its last seq.")
+        return await run_in_threadpool(service.delete, device, body.id, what)
+
+    # -- admin ------------------------------------------------------------------------------
+    @app.post("/v1/admin/enroll-codes", tags=["admin"], status_code=201)
+    async def new_code(body: CodeIn, creds: Creds) -> dict[str, Any]:
+        await admin(creds)
+        return await run_in_threadpool(service.new_enroll_code, body.ttl_s, body.note)
+
+    @app.get("/v1/admin/devices", tags=["admin"])
+    async def devices(creds: Creds) -> list[dict[str, Any]]:
+        await admin(creds)
+        return await run_in_threadpool(service.list_devices)
+
+    @app.post("/v1/admin/devices/{device}/revoke", tags=["admin"])
+    async def revoke(
+        device: Annotated[str, Path(pattern=r"^d-[0-9a-f]{12}$")], creds: Creds
+    ) -> dict[str, Any]:
+        await admin(creds)
+        if not await run_in_threadpool(service.revoke, device):
+            raise Problem(404, f"There is no active device {device}.")
+        return {"device": device, "revoked": True}
+
+    @app.put("/v1/admin/policy", tags=["admin"], openapi_extra={"requestBody": _POLICY})
+    async def put_policy(request: Request, creds: Creds) -> dict[str, Any]:
+        await admin(creds)
+        body = await read_body(request, 256 * 1024)
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Problem(422, "The policy is not UTF-8 text.") from None
+        return await run_in_threadpool(service.put_policy, text)
+
+    @app.get("/v1/admin/totals", tags=["admin"])
+    async def totals(creds: Creds) -> dict[str, int]:
+        await admin(creds)
+        return await run_in_threadpool(service.totals)
+
+    @app.post("/v1/admin/purge", tags=["admin"])
+    async def purge(creds: Creds) -> dict[str, Any]:
+        await admin(creds)
+        gone = await run_in_threadpool(service.purge)
+        return {"sessions": len(gone)}
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> PlainTextResponse:
+        return PlainTextResponse("demotrace collector: API under /v1, schema at /openapi.json\n")
+
+    return app
+
+
+async def _housekeeping(service: Service) -> None:
+    """Retention purge, hourly, in each worker (idempotent: workers may overlap)."""
+    while True:
+        with contextlib.suppress(Exception):
+            gone = await run_in_threadpool(service.purge)
+            if gone:
+                log.info("retention: deleted %d sessions", len(gone))
+        await asyncio.sleep(3600)
+
+
+def app_from_env() -> FastAPI:
+    """The app of one uvicorn worker: its configuration comes from the environment."""
+    return create_app(Service(Config.from_env(os.environ[ENV_CONFIG])))

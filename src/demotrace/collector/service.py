@@ -1,0 +1,1041 @@
+"""What the collector does, independent of HTTP: credentials, uploads into the lake, deletion,
+retention, policies. :mod:`demotrace.collector.api` maps routes onto these methods.
+
+Every upload is idempotent. A segment is identified by its session and seq range; stored again
+with the same bytes it changes nothing, and an overlapping or different one is refused (409). A
+blob is identified by its content hash (tiles) or its frame id under its device (frames). The lake
+file is written before the database row that makes it count, and a file is only ever replaced by
+one with the same name and content, so a crash at any point leaves either nothing or the whole
+upload, and the client's retry completes it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import hashlib
+import hmac
+import io
+import json
+import re
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from demotrace.collector import db as T
+from demotrace.collector.blobs import BlobStore, open_blobs
+from demotrace.dataset.schema import EVENT_SCHEMA
+from demotrace.lake import content_hash, frame_key, session_date, tile_key, unpack_manifest
+from demotrace.model import Kind
+
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_DEVICE = re.compile(r"d-[0-9a-f]{12}")
+_FRAME_REF = r'"frame":\s*"(?P<frame>[0-9a-f]{32})"'
+MiB = 1024 * 1024
+
+
+class Problem(Exception):
+    """A request the collector refuses: an HTTP status and a one-paragraph message."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.extra = extra
+
+
+@dataclasses.dataclass
+class Config:
+    """How one collector runs. Workers get it through the environment (:meth:`to_env`)."""
+
+    db_url: str
+    blobs_url: str
+    max_segment_bytes: int = 64 * MiB
+    max_blob_batch_bytes: int = 32 * MiB
+    max_rows: int = 2_000_000
+    max_blobs: int = 20_000
+    rate_per_s: float = 200.0
+    rate_burst: int = 1000
+    retention_days: int | None = None
+    enroll_ttl_s: int = 7 * 24 * 3600
+
+    @classmethod
+    def in_folder(cls, folder: Path, **kw: Any) -> Config:
+        """The embedded default: a SQLite file and a lake folder under ``folder``."""
+        folder = Path(folder).resolve()
+        return cls(f"sqlite:///{folder / 'collector.db'}", str(folder / "lake"), **kw)
+
+    def to_env(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_env(cls, text: str) -> Config:
+        return cls(**json.loads(text))
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _split_token(token: str | None, prefix_ok: re.Pattern[str]) -> tuple[str, str] | None:
+    if not token or "." not in token or len(token) > 200:
+        return None
+    who, _, secret = token.partition(".")
+    if not prefix_ok.fullmatch(who) or len(secret) < 20:
+        return None
+    return who, secret
+
+
+class Service:
+    """The collector over one database and one blob store (stateless between requests)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.engine = T.open_db(config.db_url)
+        self.blobs: BlobStore = open_blobs(config.blobs_url)
+        self._sweep_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- credentials -----------------------------------------------------------------------
+    def ensure_admin(self) -> str | None:
+        """Create the admin credential on first start; returns it then (shown once), else None."""
+        with self.engine.begin() as conn:
+            if conn.execute(sa.select(sa.func.count()).select_from(T.admins)).scalar():
+                return None
+            return self._new_admin(conn)
+
+    def rotate_admin(self) -> str:
+        """Replace the admin credential (the old one stops working) and return the new one."""
+        with self.engine.begin() as conn:
+            conn.execute(T.admins.delete())
+            return self._new_admin(conn)
+
+    def _new_admin(self, conn: sa.Connection) -> str:
+        secret = secrets.token_urlsafe(32)
+        conn.execute(T.admins.insert().values(token_hash=_sha(secret), created_ns=now_ns()))
+        return f"admin.{secret}"
+
+    def check_admin(self, token: str | None) -> None:
+        parts = _split_token(token, re.compile("admin"))
+        with self.engine.connect() as conn:
+            stored = [r[0] for r in conn.execute(sa.select(T.admins.c.token_hash))]
+        given = _sha(parts[1]) if parts else "-" * 64
+        ok = any(hmac.compare_digest(given, s) for s in stored)  # all compared, in constant time
+        if not ok:
+            if parts is None and _split_token(token, _DEVICE):
+                raise Problem(
+                    403,
+                    "This route is for the collector's admin; a device credential cannot use it.",
+                )
+            raise Problem(
+                401,
+                "This route needs the collector's admin credential (Authorization: "
+                "Bearer admin.…); the one given is missing or wrong.",
+            )
+
+    def new_enroll_code(self, ttl_s: int | None = None, note: str | None = None) -> dict[str, Any]:
+        """A one-time code for ``demotrace enroll``, valid for ``ttl_s`` seconds."""
+        code = secrets.token_urlsafe(15)
+        created = now_ns()
+        expires = created + int((ttl_s or self.config.enroll_ttl_s) * 1e9)
+        with self.engine.begin() as conn:
+            conn.execute(
+                T.enroll_codes.insert().values(
+                    code_hash=_sha(code), created_ns=created, expires_ns=expires, note=note
+                )
+            )
+        return {"code": code, "expires_ns": expires}
+
+    def enroll(self, code: str, label: str | None = None) -> dict[str, Any]:
+        """Spend an enrolment code: a new device id and its credential (shown once)."""
+        now = now_ns()
+        device = f"d-{secrets.token_hex(6)}"
+        secret = secrets.token_urlsafe(32)
+        with self.engine.begin() as conn:
+            row = conn.execute(
+                sa.select(T.enroll_codes).where(T.enroll_codes.c.code_hash == _sha(code or ""))
+            ).fetchone()
+            if row is None or row.used_ns is not None or row.expires_ns < now:
+                why = (
+                    "was already used"
+                    if row is not None and row.used_ns
+                    else ("has expired" if row is not None else "is not one this collector issued")
+                )
+                raise Problem(
+                    403,
+                    f"This enrolment code {why}. Ask the collector's admin for a new one "
+                    "(`demotrace admin enroll-code`).",
+                )
+            done = conn.execute(
+                T.enroll_codes.update()
+                .where(T.enroll_codes.c.code_hash == row.code_hash)
+                .where(T.enroll_codes.c.used_ns.is_(None))
+                .values(used_ns=now, device=device)
+            )
+            if done.rowcount != 1:  # spent by a request racing this one
+                raise Problem(403, "This enrolment code was already used. Ask for a new one.")
+            conn.execute(
+                T.devices.insert().values(
+                    id=device, token_hash=_sha(secret), label=label, created_ns=now
+                )
+            )
+        return {"device": device, "token": f"{device}.{secret}"}
+
+    def device_for(self, token: str | None) -> str:
+        """The device a credential belongs to; 401 for an unknown one, 403 if revoked."""
+        parts = _split_token(token, _DEVICE)
+        if parts is None:
+            raise Problem(
+                401,
+                "This route needs a device credential (Authorization: Bearer d-….…). "
+                "Enroll this machine with `demotrace enroll URL CODE`.",
+            )
+        device, secret = parts
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(T.devices.c.token_hash, T.devices.c.revoked_ns).where(
+                    T.devices.c.id == device
+                )
+            ).fetchone()
+        stored = row.token_hash if row is not None else "0" * 64
+        if not hmac.compare_digest(_sha(secret), stored) or row is None:
+            raise Problem(
+                401,
+                "This device credential is not valid here. Enroll again with a "
+                "new code from the collector's admin.",
+            )
+        if row.revoked_ns is not None:
+            raise Problem(
+                403,
+                "This device was revoked by the collector's admin; it can no longer "
+                "upload. Ask the admin if that is a mistake.",
+            )
+        return device
+
+    def revoke(self, device: str) -> bool:
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                T.devices.update()
+                .where(T.devices.c.id == device)
+                .where(T.devices.c.revoked_ns.is_(None))
+                .values(revoked_ns=now_ns())
+            )
+        return done.rowcount == 1
+
+    def list_devices(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    T.devices.c.id,
+                    T.devices.c.label,
+                    T.devices.c.created_ns,
+                    T.devices.c.revoked_ns,
+                ).order_by(T.devices.c.created_ns)
+            ).fetchall()
+        return [dict(r._mapping) for r in rows]
+
+    # -- sessions ---------------------------------------------------------------------------
+    def put_session(self, device: str, session: int, meta: dict[str, Any]) -> dict[str, Any]:
+        """Create or update a session's description (idempotent). Its start cannot change."""
+        started = int(meta["started_wall_ns"])
+        date = session_date(started)
+        full = {"device": device, "session": session, "date": date, **meta}
+        now = now_ns()
+        with self.engine.begin() as conn:
+            old = self._session_row(conn, device, session)
+            if old is not None and (
+                old.started_wall_ns != started or old.started_mono_ns != meta["started_mono_ns"]
+            ):
+                raise Problem(
+                    409,
+                    f"Session {session} is stored with another start time; a "
+                    "session's clocks cannot change. Is this the same store?",
+                )
+            if old is not None and self._tombstoned_session(conn, device, session):
+                return {"status": "deleted", "session": session}
+            self.blobs.put(f"sessions/{device}/{session}.json", json.dumps(full, indent=1).encode())
+            values = {"meta": json.dumps(meta), "updated_ns": now}
+            if old is None:
+                if self._tombstoned_session(conn, device, session):
+                    return {"status": "deleted", "session": session}
+                T.insert_ignore(
+                    conn,
+                    T.sessions,
+                    [
+                        {
+                            "device": device,
+                            "session": session,
+                            "date": date,
+                            "started_wall_ns": started,
+                            "started_mono_ns": int(meta["started_mono_ns"]),
+                            **values,
+                        }
+                    ],
+                )
+            else:
+                conn.execute(
+                    T.sessions.update()
+                    .where(T.sessions.c.device == device, T.sessions.c.session == session)
+                    .values(**values)
+                )
+        return {"status": "stored", "session": session, "date": date}
+
+    def _session_row(self, conn: sa.Connection, device: str, session: int) -> Any:
+        return conn.execute(
+            sa.select(T.sessions).where(
+                T.sessions.c.device == device, T.sessions.c.session == session
+            )
+        ).fetchone()
+
+    def _tombstoned_session(self, conn: sa.Connection, device: str, session: int) -> bool:
+        return bool(
+            conn.execute(
+                sa.select(sa.func.count())
+                .select_from(T.tombstones)
+                .where(
+                    T.tombstones.c.device == device,
+                    T.tombstones.c.session == session,
+                    T.tombstones.c.seq_from.is_(None),
+                    T.tombstones.c.since_wall_ns.is_(None),
+                )
+            ).scalar()
+        )
+
+    def list_sessions(self, device: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    T.sessions.c.session,
+                    T.sessions.c.date,
+                    T.sessions.c.started_wall_ns,
+                    sa.func.count(T.segments.c.first_seq).label("segments"),
+                    sa.func.coalesce(sa.func.sum(T.segments.c.rows), 0).label("events"),
+                    sa.func.max(T.segments.c.last_seq).label("last_seq"),
+                )
+                .select_from(
+                    T.sessions.outerjoin(
+                        T.segments,
+                        sa.and_(
+                            T.segments.c.device == T.sessions.c.device,
+                            T.segments.c.session == T.sessions.c.session,
+                        ),
+                    )
+                )
+                .where(T.sessions.c.device == device)
+                .group_by(T.sessions.c.session, T.sessions.c.date, T.sessions.c.started_wall_ns)
+                .order_by(T.sessions.c.session)
+            ).fetchall()
+        return [dict(r._mapping) for r in rows]
+
+    def get_session(self, device: str, session: int) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            row = self._session_row(conn, device, session)
+            if row is None:
+                raise Problem(404, f"This device has no session {session} on the collector.")
+            segs = conn.execute(
+                sa.select(
+                    T.segments.c.first_seq,
+                    T.segments.c.last_seq,
+                    T.segments.c.rows,
+                    T.segments.c.digest,
+                )
+                .where(T.segments.c.device == device, T.segments.c.session == session)
+                .order_by(T.segments.c.first_seq)
+            ).fetchall()
+        return {
+            "session": session,
+            "date": row.date,
+            "meta": json.loads(row.meta),
+            "segments": [dict(s._mapping) for s in segs],
+        }
+
+    # -- blobs ------------------------------------------------------------------------------
+    def missing_blobs(
+        self, device: str, tiles: list[str], frames: list[str]
+    ) -> dict[str, list[str]]:
+        """Which of these this device has not uploaded yet. Answers only about the device's own
+        uploads, so nobody learns what other devices' screens showed."""
+        for h in (*tiles, *frames):
+            if not _HEX32.fullmatch(h):
+                raise Problem(422, f"{h!r} is not a blob hash (32 lower-case hex digits).")
+        have_t: set[str] = set()
+        have_f: set[str] = set()
+        with self.engine.connect() as conn:
+            for part in _chunks(sorted(set(tiles)), 500):
+                have_t.update(
+                    r[0]
+                    for r in conn.execute(
+                        sa.select(T.tile_owners.c.hash).where(
+                            T.tile_owners.c.device == device, T.tile_owners.c.hash.in_(part)
+                        )
+                    )
+                )
+            for part in _chunks(sorted(set(frames)), 500):
+                have_f.update(
+                    r[0]
+                    for r in conn.execute(
+                        sa.select(T.frames.c.frame).where(
+                            T.frames.c.device == device, T.frames.c.frame.in_(part)
+                        )
+                    )
+                )
+        return {
+            "tiles": sorted(set(tiles) - have_t),
+            "frames": sorted(set(frames) - have_f),
+        }
+
+    def put_blobs(self, device: str, body: bytes) -> dict[str, int]:
+        """Store a batch of blobs: an Arrow IPC stream with columns ``kind`` ("tile" or
+        "frame"), ``key`` (hex) and ``data`` (bytes). Tiles are checked against their hash and
+        must be WebP; frames must be manifests whose tiles this device has uploaded."""
+        try:
+            table = pa.ipc.open_stream(body).read_all()
+        except (pa.ArrowException, OSError, ValueError) as exc:
+            raise Problem(422, f"The blob batch is not an Arrow IPC stream: {exc}.") from None
+        if sorted(table.column_names) != ["data", "key", "kind"]:
+            raise Problem(
+                422,
+                "The blob batch needs exactly the columns kind, key and data; it "
+                f"has {', '.join(table.column_names) or 'none'}.",
+            )
+        if table.num_rows > self.config.max_blobs:
+            raise Problem(
+                413,
+                f"A batch holds at most {self.config.max_blobs} blobs; this one "
+                f"has {table.num_rows}. Send smaller batches.",
+            )
+        try:
+            kinds = table.column("kind").cast(pa.string()).to_pylist()
+            keys = table.column("key").cast(pa.string()).to_pylist()
+            datas = table.column("data").cast(pa.binary()).to_pylist()
+        except pa.ArrowException as exc:
+            raise Problem(422, f"The blob batch's columns have the wrong types: {exc}.") from None
+        tiles: dict[str, bytes] = {}
+        manifests: dict[str, tuple[bytes, list[str]]] = {}
+        for kind, key, data in zip(kinds, keys, datas, strict=True):
+            if not isinstance(key, str) or not _HEX32.fullmatch(key) or data is None:
+                raise Problem(
+                    422, f"Blob key {key!r} is not 32 lower-case hex digits, or it has no data."
+                )
+            if kind == "tile":
+                _check_tile(key, data)
+                tiles[key] = data
+            elif kind == "frame":
+                manifests[key] = (data, _check_manifest(key, data))
+            else:
+                raise Problem(422, f"Blob kind {kind!r} is neither 'tile' nor 'frame'.")
+        now = now_ns()
+        stored = {"tiles": 0, "frames": 0, "existing": 0}
+        with self.engine.connect() as conn:
+            present = set()
+            for part in _chunks(sorted(tiles), 500):
+                present.update(
+                    r[0]
+                    for r in conn.execute(sa.select(T.tiles.c.hash).where(T.tiles.c.hash.in_(part)))
+                )
+        for key in sorted(tiles):
+            if key not in present:
+                self.blobs.put(tile_key(key), tiles[key])  # before the row that makes it count
+        with self.engine.begin() as conn:
+            T.insert_ignore(
+                conn,
+                T.tiles,
+                [
+                    {"hash": k, "bytes": len(tiles[k]), "created_ns": now}
+                    for k in sorted(tiles)
+                    if k not in present
+                ],
+            )
+            T.insert_ignore(conn, T.tile_owners, [{"device": device, "hash": k} for k in tiles])
+        stored["tiles"] = len(set(tiles) - present)
+        stored["existing"] += len(set(tiles) & present)
+        if manifests:
+            needed = sorted({t for _data, ts in manifests.values() for t in ts} - set(tiles))
+            missing = self.missing_blobs(device, needed, [])["tiles"] if needed else []
+            if missing:
+                raise Problem(
+                    409,
+                    f"{len(missing)} tile(s) these frames use are not uploaded "
+                    "by this device yet; send them first.",
+                    missing_tiles=missing[:100],
+                )
+            with self.engine.connect() as conn:
+                have = set()
+                for part in _chunks(sorted(manifests), 500):
+                    have.update(
+                        r[0]
+                        for r in conn.execute(
+                            sa.select(T.frames.c.frame).where(
+                                T.frames.c.device == device, T.frames.c.frame.in_(part)
+                            )
+                        )
+                    )
+            for key in sorted(manifests):
+                if key not in have:
+                    self.blobs.put(frame_key(device, key), manifests[key][0])
+            with self.engine.begin() as conn:
+                T.insert_ignore(
+                    conn,
+                    T.frames,
+                    [
+                        {
+                            "device": device,
+                            "frame": k,
+                            "bytes": len(manifests[k][0]),
+                            "created_ns": now,
+                        }
+                        for k in sorted(manifests)
+                        if k not in have
+                    ],
+                )
+            stored["frames"] = len(set(manifests) - have)
+            stored["existing"] += len(set(manifests) & have)
+        return stored
+
+    # -- segments ---------------------------------------------------------------------------
+    def put_segment(
+        self, device: str, session: int, first: int, last: int, body: bytes, digest: str
+    ) -> dict[str, Any]:
+        """Store the events of one seq range ``first..last`` of a session (Parquet, the lake's
+        event columns). Idempotent; see the module's description."""
+        if first < 0 or last < first:
+            raise Problem(422, f"The range {first}-{last} is not a range of seq numbers.")
+        sha = hashlib.sha256(body).hexdigest()
+        if sha != digest:
+            raise Problem(
+                422,
+                f"The segment's SHA-256 is {sha}, but the request says {digest}: "
+                "it was damaged on the way. Send it again.",
+            )
+        with self.engine.connect() as conn:
+            srow = self._session_row(conn, device, session)
+            if srow is None:
+                raise Problem(
+                    409,
+                    f"Session {session} is not on the collector yet; PUT its "
+                    "description (/v1/sessions/{session}) first.",
+                )
+            clash = conn.execute(
+                sa.select(T.segments.c.first_seq, T.segments.c.last_seq, T.segments.c.digest).where(
+                    T.segments.c.device == device,
+                    T.segments.c.session == session,
+                    T.segments.c.first_seq <= last,
+                    T.segments.c.last_seq >= first,
+                )
+            ).fetchall()
+            stones = self._tombstones(conn, device, session)
+        for c in clash:
+            if (c.first_seq, c.last_seq) == (first, last) and c.digest == sha:
+                return {"status": "exists", "first": first, "last": last}
+        if clash:
+            ranges = ", ".join(f"{c.first_seq}-{c.last_seq}" for c in clash)
+            raise Problem(
+                409,
+                f"Events {first}-{last} of session {session} overlap what is "
+                f"stored ({ranges}). Ask GET /v1/sessions/{session} what is there and "
+                "send the rest.",
+                stored=[[c.first_seq, c.last_seq] for c in clash],
+            )
+        table = _read_events(body, self.config.max_rows)
+        seq = table.column("seq").to_numpy()
+        if len(seq) and (seq[0] < first or seq[-1] > last or np.any(np.diff(seq) <= 0)):
+            raise Problem(
+                422, f"The segment's seq numbers must rise strictly and lie within {first}-{last}."
+            )
+        keep = _not_tombstoned(table, srow, stones)
+        dropped = 0
+        if keep is not None:
+            dropped = int((~keep).sum())
+            table = table.filter(pa.array(keep))
+            body = _write_events(table)
+            sha = hashlib.sha256(body).hexdigest()
+        frames = _frame_refs(table)
+        if frames:
+            missing = self.missing_blobs(device, [], sorted(frames))["frames"]
+            if missing:
+                raise Problem(
+                    409,
+                    f"{len(missing)} frame(s) these events show are not uploaded "
+                    "yet; send them first.",
+                    missing_frames=missing[:100],
+                )
+        key = (
+            f"events/date={srow.date}/device={device}/session={session}/"
+            f"seg-{first:012d}-{sha[:12]}.parquet"
+        )
+        self.blobs.put(key, body)
+        with self.engine.begin() as conn:
+            n = T.insert_ignore(
+                conn,
+                T.segments,
+                [
+                    {
+                        "device": device,
+                        "session": session,
+                        "first_seq": first,
+                        "last_seq": last,
+                        "rows": table.num_rows,
+                        "bytes": len(body),
+                        "digest": sha,
+                        "key": key,
+                        "created_ns": now_ns(),
+                    }
+                ],
+            )
+            if n:
+                T.insert_ignore(
+                    conn,
+                    T.segment_frames,
+                    [
+                        {"device": device, "session": session, "first_seq": first, "frame": f}
+                        for f in sorted(frames)
+                    ],
+                )
+        if not n:  # a request racing this one stored the range first
+            return {"status": "exists", "first": first, "last": last}
+        return {
+            "status": "stored",
+            "first": first,
+            "last": last,
+            "rows": table.num_rows,
+            "dropped": dropped,
+        }
+
+    def _tombstones(self, conn: sa.Connection, device: str, session: int) -> list[Any]:
+        return conn.execute(
+            sa.select(T.tombstones).where(
+                T.tombstones.c.device == device,
+                sa.or_(T.tombstones.c.session.is_(None), T.tombstones.c.session == session),
+            )
+        ).fetchall()
+
+    # -- deletion ---------------------------------------------------------------------------
+    def delete(
+        self, device: str, request_id: str, what: dict[str, Any], reason: str = "forget"
+    ) -> dict[str, Any]:
+        """Delete a device's events (a session, a seq span of one, or a wall-clock span), the
+        frames only they showed and the tiles only those frames used; keep a tombstone so a late
+        retry cannot bring them back. Idempotent per ``request_id``."""
+        with self.engine.connect() as conn:
+            done = conn.execute(
+                sa.select(T.deletions.c.result).where(
+                    T.deletions.c.device == device, T.deletions.c.request_id == request_id
+                )
+            ).fetchone()
+        if done is not None:
+            return {**json.loads(done[0]), "status": "done before"}
+        stone = _tombstone(device, what, reason)
+        with self.engine.begin() as conn:
+            conn.execute(T.tombstones.insert().values(**stone))  # first: uploads now filter
+            segs = conn.execute(
+                sa.select(T.segments, T.sessions.c.started_wall_ns, T.sessions.c.started_mono_ns)
+                .join(
+                    T.sessions,
+                    sa.and_(
+                        T.sessions.c.device == T.segments.c.device,
+                        T.sessions.c.session == T.segments.c.session,
+                    ),
+                )
+                .where(
+                    T.segments.c.device == device,
+                    *(
+                        [T.segments.c.session == stone["session"]]
+                        if stone["session"] is not None
+                        else []
+                    ),
+                )
+            ).fetchall()
+        counts = {"events": 0, "segments": 0, "frames": 0, "tiles": 0, "sessions": 0}
+        gone_frames: set[str] = set()
+        for seg in segs:
+            self._delete_in_segment(seg, [_Stone(**stone)], counts, gone_frames)
+        if stone["session"] is not None and stone["seq_from"] is None:
+            with self.engine.begin() as conn:
+                srow = self._session_row(conn, device, stone["session"])
+                counts["sessions"] = conn.execute(
+                    T.sessions.delete().where(
+                        T.sessions.c.device == device, T.sessions.c.session == stone["session"]
+                    )
+                ).rowcount
+            self.blobs.delete(f"sessions/{device}/{stone['session']}.json")
+            if srow is not None:  # and stray files (a crash between a file and its row)
+                folder = f"events/date={srow.date}/device={device}/session={stone['session']}/"
+                for key in list(self.blobs.list(folder)):
+                    self.blobs.delete(key)
+        self._drop_frames(device, gone_frames, counts)
+        result = {"status": "deleted", **counts}
+        with self.engine.begin() as conn:
+            T.insert_ignore(
+                conn,
+                T.deletions,
+                [
+                    {
+                        "device": device,
+                        "request_id": request_id,
+                        "what": json.dumps(what),
+                        "result": json.dumps(result),
+                        "created_ns": now_ns(),
+                    }
+                ],
+            )
+        return result
+
+    def _delete_in_segment(
+        self, seg: Any, stones: list[_Stone], counts: dict[str, int], gone_frames: set[str]
+    ) -> None:
+        try:
+            table = _read_events(self.blobs.get(seg.key), None)
+        except KeyError:
+            table = EVENT_SCHEMA.empty_table()
+        keep = _not_tombstoned(table, seg, stones)
+        if keep is None:
+            return
+        old_frames = _frame_refs(table)
+        table = table.filter(pa.array(keep))
+        removed = int((~keep).sum())
+        new_frames = _frame_refs(table)
+        where = (
+            T.segments.c.device == seg.device,
+            T.segments.c.session == seg.session,
+            T.segments.c.first_seq == seg.first_seq,
+        )
+        fwhere = (
+            T.segment_frames.c.device == seg.device,
+            T.segment_frames.c.session == seg.session,
+            T.segment_frames.c.first_seq == seg.first_seq,
+        )
+        if table.num_rows == 0:
+            with self.engine.begin() as conn:
+                conn.execute(T.segments.delete().where(*where))
+                conn.execute(T.segment_frames.delete().where(*fwhere))
+            counts["segments"] += 1
+        else:
+            body = _write_events(table)
+            sha = hashlib.sha256(body).hexdigest()
+            key = seg.key.rsplit("-", 1)[0] + f"-{sha[:12]}.parquet"
+            self.blobs.put(key, body)
+            with self.engine.begin() as conn:
+                conn.execute(
+                    T.segments.update()
+                    .where(*where)
+                    .values(rows=table.num_rows, bytes=len(body), digest=sha, key=key)
+                )
+                gone = sorted(old_frames - new_frames)
+                for part in _chunks(gone, 500):
+                    conn.execute(
+                        T.segment_frames.delete().where(*fwhere, T.segment_frames.c.frame.in_(part))
+                    )
+        if table.num_rows == 0 or key != seg.key:
+            self.blobs.delete(seg.key)
+        counts["events"] += removed
+        gone_frames.update(old_frames - new_frames)
+
+    def _drop_frames(self, device: str, candidates: set[str], counts: dict[str, int]) -> None:
+        """Delete the frames no segment of the device shows any more, then the tiles that no
+        remaining frame uses."""
+        if not candidates:
+            return
+        with self.engine.connect() as conn:
+            still = set()
+            for part in _chunks(sorted(candidates), 500):
+                still.update(
+                    r[0]
+                    for r in conn.execute(
+                        sa.select(T.segment_frames.c.frame).where(
+                            T.segment_frames.c.device == device, T.segment_frames.c.frame.in_(part)
+                        )
+                    )
+                )
+        drop = sorted(candidates - still)
+        tile_candidates: set[str] = set()
+        for fid in drop:
+            try:
+                _w, _h, _t, keys = unpack_manifest(self.blobs.get(frame_key(device, fid)))
+                tile_candidates.update(k.hex() for k in keys)
+            except (KeyError, ValueError):
+                pass
+        with self.engine.begin() as conn:
+            for part in _chunks(drop, 500):
+                conn.execute(
+                    T.frames.delete().where(T.frames.c.device == device, T.frames.c.frame.in_(part))
+                )
+        for fid in drop:
+            self.blobs.delete(frame_key(device, fid))
+        counts["frames"] += len(drop)
+        counts["tiles"] += self.sweep_tiles(tile_candidates)
+
+    def sweep_tiles(self, candidates: Iterable[str] | None = None) -> int:
+        """Delete tiles that no frame manifest uses (all tiles, or just ``candidates``): a mark
+        over every manifest, then a sweep. Returns how many were deleted."""
+        with self._sweep_lock:
+            with self.engine.connect() as conn:
+                frames = conn.execute(sa.select(T.frames.c.device, T.frames.c.frame)).fetchall()
+                if candidates is None:
+                    candidates = [r[0] for r in conn.execute(sa.select(T.tiles.c.hash))]
+            todo = set(candidates)
+            if not todo:
+                return 0
+            for device, fid in frames:
+                try:
+                    _w, _h, _t, keys = unpack_manifest(self.blobs.get(frame_key(device, fid)))
+                except (KeyError, ValueError):
+                    continue
+                todo.difference_update(k.hex() for k in keys)
+                if not todo:
+                    return 0
+            gone = sorted(todo)
+            with self.engine.begin() as conn:
+                for part in _chunks(gone, 500):
+                    conn.execute(T.tile_owners.delete().where(T.tile_owners.c.hash.in_(part)))
+                    conn.execute(T.tiles.delete().where(T.tiles.c.hash.in_(part)))
+            for key in gone:
+                self.blobs.delete(tile_key(key))
+            return len(gone)
+
+    def purge(self, now: int | None = None) -> list[dict[str, Any]]:
+        """Server-side retention: delete sessions that started more than ``retention_days`` ago."""
+        days = self.config.retention_days
+        if not days:
+            return []
+        cutoff = (now or now_ns()) - int(days * 86400 * 1e9)
+        with self.engine.connect() as conn:
+            old = conn.execute(
+                sa.select(T.sessions.c.device, T.sessions.c.session).where(
+                    T.sessions.c.started_wall_ns < cutoff
+                )
+            ).fetchall()
+        out = []
+        for device, session in old:
+            result = self.delete(
+                device, f"retention-{session}", {"session": session}, reason="retention"
+            )
+            out.append({"device": device, "session": session, **result})
+        return out
+
+    # -- policies ---------------------------------------------------------------------------
+    def put_policy(self, text: str) -> dict[str, Any]:
+        """Publish a policy version (validated as ``demotrace record`` would); it becomes the one
+        devices fetch."""
+        from demotrace.errors import PolicyError
+        from demotrace.privacy.policy import parse_policy
+
+        try:
+            policy = parse_policy(text, "the uploaded policy")
+        except PolicyError as exc:
+            raise Problem(422, str(exc)) from None
+        with self.engine.begin() as conn:
+            conn.execute(T.policies.delete().where(T.policies.c.version == policy.version))
+            conn.execute(
+                T.policies.insert().values(
+                    version=policy.version, name=policy.name, text=text, created_ns=now_ns()
+                )
+            )
+        return {"version": policy.version, "name": policy.name}
+
+    def current_policy(self) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(T.policies).order_by(T.policies.c.id.desc()).limit(1)
+            ).fetchone()
+        if row is None:
+            return None
+        return {"version": row.version, "name": row.name, "text": row.text}
+
+    # -- numbers ----------------------------------------------------------------------------
+    def totals(self) -> dict[str, int]:
+        """Aggregate counts (no per-device breakdown)."""
+        with self.engine.connect() as conn:
+
+            def count(table: sa.Table) -> int:
+                return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar())
+
+            events = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(T.segments.c.rows), 0)))
+            return {
+                "devices": count(T.devices),
+                "sessions": count(T.sessions),
+                "segments": count(T.segments),
+                "events": int(events.scalar()),
+                "frames": count(T.frames),
+                "tiles": count(T.tiles),
+            }
+
+
+# -- helpers ----------------------------------------------------------------------------------
+@dataclasses.dataclass
+class _Stone:
+    device: str
+    session: int | None
+    seq_from: int | None
+    seq_to: int | None
+    since_wall_ns: int | None
+    until_wall_ns: int | None
+    reason: str
+    created_ns: int
+    id: int | None = None
+
+
+def _tombstone(device: str, what: dict[str, Any], reason: str) -> dict[str, Any]:
+    stone: dict[str, Any] = {
+        "device": device,
+        "session": None,
+        "seq_from": None,
+        "seq_to": None,
+        "since_wall_ns": None,
+        "until_wall_ns": None,
+        "reason": reason,
+        "created_ns": now_ns(),
+    }
+    if what.get("session") is not None:
+        stone["session"] = int(what["session"])
+        if what.get("seq") is not None:
+            stone["seq_from"], stone["seq_to"] = (int(v) for v in what["seq"])
+    elif what.get("since_wall_ns") is not None:
+        stone["since_wall_ns"] = int(what["since_wall_ns"])
+        stone["until_wall_ns"] = int(what.get("until_wall_ns") or stone["created_ns"])
+    else:
+        raise Problem(
+            422,
+            "A deletion names a session (optionally with a seq span) or a "
+            "wall-clock span (since_wall_ns).",
+        )
+    return stone
+
+
+def _not_tombstoned(table: pa.Table, srow: Any, stones: Iterable[Any]) -> np.ndarray | None:
+    """A keep-mask of the rows no tombstone covers, or None when none is covered."""
+    stones = list(stones)
+    if not stones or table.num_rows == 0:
+        return None
+    seq = table.column("seq").to_numpy()
+    t = table.column("t_ns").to_numpy()
+    drop = np.zeros(len(seq), dtype=bool)
+    session = int(srow.session)
+    for s in stones:
+        if s.session is not None and int(s.session) != session:
+            continue
+        if s.since_wall_ns is not None:
+            wall = int(srow.started_wall_ns) + (t - int(srow.started_mono_ns))
+            drop |= (wall >= s.since_wall_ns) & (wall <= (s.until_wall_ns or 2**62))
+        elif s.seq_from is not None:
+            drop |= (seq >= s.seq_from) & (seq <= s.seq_to)
+        else:
+            drop[:] = True
+    # a FRAME row belongs to the event it was grabbed for: it goes when that event goes
+    if drop.any() and not drop.all():
+        kinds = table.column("kind").to_numpy()
+        is_frame = kinds == int(Kind.FRAME)
+        if is_frame.any():
+            gone = set(seq[drop & ~is_frame].tolist())
+            for i in np.nonzero(is_frame & ~drop)[0]:
+                data = table.column("data")[int(i)].as_py() or "{}"
+                with contextlib.suppress(ValueError, TypeError, AttributeError):
+                    if json.loads(data).get("for_seq") in gone:
+                        drop[i] = True
+    return ~drop if drop.any() else None
+
+
+def _read_events(body: bytes, max_rows: int | None) -> pa.Table:
+    try:
+        pf = pq.ParquetFile(pa.BufferReader(body))
+        if max_rows is not None and pf.metadata.num_rows > max_rows:
+            raise Problem(
+                413,
+                f"A segment holds at most {max_rows:,} events; this one has "
+                f"{pf.metadata.num_rows:,}. Send smaller segments.",
+            )
+        names = pf.schema_arrow.names
+        if sorted(names) != sorted(EVENT_SCHEMA.names):
+            raise Problem(
+                422,
+                "The segment's columns must be exactly "
+                f"{', '.join(EVENT_SCHEMA.names)}; it has {', '.join(names)}.",
+            )
+        return pf.read().select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA)
+    except Problem:
+        raise
+    except (pa.ArrowException, OSError, ValueError) as exc:
+        raise Problem(422, f"The segment is not a Parquet file of events: {exc}.") from None
+
+
+def _write_events(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+def _frame_refs(table: pa.Table) -> set[str]:
+    if table.num_rows == 0:
+        return set()
+    is_frame = pc.equal(table.column("kind"), int(Kind.FRAME))
+    data = table.column("data").filter(is_frame)
+    if len(data) == 0:
+        return set()
+    found = pc.extract_regex(data, _FRAME_REF)
+    refs = set(pc.struct_field(found, [0]).drop_null().to_pylist())
+    if found.null_count - data.null_count > 0:
+        raise Problem(422, "A FRAME event does not name its frame (data.frame, 32 hex digits).")
+    return refs
+
+
+def _check_tile(key: str, data: bytes) -> None:
+    if content_hash(data) != key:
+        raise Problem(
+            422,
+            f"Tile {key} does not match its content (BLAKE2b-128 of the bytes is "
+            f"{content_hash(data)}): it was damaged on the way. Send it again.",
+        )
+    if len(data) < 20 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
+        raise Problem(422, f"Tile {key} is not a WebP image.")
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+    except Exception as exc:
+        raise Problem(422, f"Tile {key} is not a readable WebP image ({exc}).") from None
+    if w > 1024 or h > 1024:
+        raise Problem(422, f"Tile {key} is {w}x{h}; tiles are at most 1024x1024 pixels.")
+
+
+def _check_manifest(key: str, data: bytes) -> list[str]:
+    try:
+        w, h, tile, keys = unpack_manifest(data)
+    except ValueError:
+        raise Problem(422, f"Frame {key} is not a frame manifest (DTF1).") from None
+    if not (0 < w <= 32768 and 0 < h <= 32768 and 8 <= tile <= 1024):
+        raise Problem(422, f"Frame {key} has impossible dimensions {w}x{h} (tile {tile}).")
+    cells = ((w + tile - 1) // tile) * ((h + tile - 1) // tile)
+    if cells != len(keys):
+        raise Problem(
+            422,
+            f"Frame {key} lists {len(keys)} tiles; a {w}x{h} screen in {tile}-pixel "
+            f"tiles has {cells}.",
+        )
+    return sorted({k.hex() for k in keys})
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def iso(ns: int | None) -> str | None:
+    if ns is None:
+        return None
+    return dt.datetime.fromtimestamp(ns / 1e9, dt.UTC).isoformat(timespec="seconds")

@@ -1,0 +1,1 @@
+"""Uploading recordings to a collector (docs/collector.md)."""
