@@ -160,7 +160,12 @@ def cmd_sync(args: argparse.Namespace) -> int:
             enrollment.url, enrollment.token, attempts=1000, deadline_s=args.timeout
         ) as t:
             syncer = Syncer(
-                store, enrollment, review_hours=policy.review_hours, home=home, transport=t
+                store,
+                enrollment,
+                review_hours=policy.review_hours,
+                home=home,
+                transport=t,
+                segment_rows=args.segment_rows,
             )
             result = syncer.run()
     finally:
@@ -240,4 +245,5 @@ def add_parsers(sub: Any) -> None:
         help="give up retrying after this long (default 5m); nothing is lost",
     )
     y.add_argument("--json", action="store_true")
+    y.add_argument("--segment-rows", type=int, default=100_000, help=argparse.SUPPRESS)
     y.set_defaults(func=cmd_sync)

@@ -182,7 +182,7 @@ def create_app(service: Service) -> FastAPI:
     app = FastAPI(
         title="demotrace collector",
         version=__version__,
-        description="Uploads, deletion and policies of the demotrace collector (docs/collector.md).",
+        description="Uploads, deletions and policies (docs/collector.md).",
         lifespan=lifespan,
     )
     app.state.service = service
@@ -201,6 +201,17 @@ def create_app(service: Service) -> FastAPI:
             where = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
             parts.append(f"{where or 'the body'}: {e.get('msg')}")
         return JSONResponse({"error": "The request is not valid: " + "; ".join(parts) + "."}, 422)
+
+    @app.exception_handler(Exception)
+    async def _bug(req: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error in %s %s", req.method, req.url.path)
+        return JSONResponse(
+            {
+                "error": "The collector failed on this request (logged). Nothing of it was kept; "
+                "retrying is safe."
+            },
+            500,
+        )
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
