@@ -62,6 +62,7 @@ def cmd_record(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     session = recorder.start()
+    background = _background_sync(args, home, policy)
     for warning in recorder.warnings:
         err.print(f"[yellow]warning:[/] {warning}")
     deadline = time.monotonic() + args.duration if args.duration else None
@@ -71,10 +72,14 @@ def cmd_record(args: argparse.Namespace) -> int:
         "`demotrace pause`, Ctrl-C to stop"
     )
     last_purge = time.monotonic()
+    policy_stop = False
     try:
         with err.status("", spinner="dots") if err.is_terminal else _nullcontext() as status:
             while not stop.wait(0.5):
                 if recorder.failed.is_set():
+                    break
+                if background is not None and background.policy_changed.is_set():
+                    policy_stop = True
                     break
                 if deadline is not None and time.monotonic() >= deadline:
                     break
@@ -87,7 +92,17 @@ def cmd_record(args: argparse.Namespace) -> int:
                     status.update(f"session {session} ({state}): {sum(c.values()):,} events")
     finally:
         summary = recorder.stop()
+        if background is not None:
+            background.stop()
         store.close()
+    if policy_stop:
+        from demotrace.errors import ConsentError
+
+        raise ConsentError(
+            f"Recording stopped: the collector published a new policy (session {session} is "
+            "kept). Read what it captures with `demotrace consent --show`, agree with "
+            "`demotrace consent --accept`, then start `demotrace record` again."
+        )
     if args.json:
         out.print_json(json.dumps(summary))
     else:
@@ -99,6 +114,24 @@ def cmd_record(args: argparse.Namespace) -> int:
     if recorder.error is not None:
         raise recorder.error
     return 0
+
+
+def _background_sync(args: argparse.Namespace, home: Path, policy: Any) -> Any:
+    """A sync thread while recording, when this machine is enrolled with a collector."""
+    import os
+
+    from demotrace.sync.background import BackgroundSync
+    from demotrace.sync.client import Enrollment
+
+    if args.sync_every <= 0:
+        return None
+    enrollment = Enrollment.load(home)
+    if enrollment is None:
+        return None
+    by_hand = bool(args.policy or os.environ.get("DEMOTRACE_POLICY"))  # stays in force
+    return BackgroundSync(
+        home, enrollment, policy.review_hours, every_s=args.sync_every, follow_policy=not by_hand
+    ).start()
 
 
 # -- consent ----------------------------------------------------------------------------------
@@ -506,6 +539,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print the summary as JSON")
     r.add_argument("--policy", help="policy file (default: $DEMOTRACE_POLICY, the installed one)")
     r.add_argument("--no-indicator", action="store_true", help="no badge or tray icon (tests only)")
+    r.add_argument(
+        "--sync-every",
+        type=float,
+        default=300,
+        help="seconds between uploads when enrolled with a collector (0: never)",
+    )
     r.set_defaults(func=cmd_record)
 
     c = sub.add_parser("consent", help="the notice of the policy; agree or withdraw")
