@@ -275,12 +275,15 @@ def open_db(url: str) -> Engine:
 
 def insert_ignore(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> int:
     """Insert rows, skipping those whose primary key exists (idempotent writes). Returns the
-    number inserted."""
-    if not rows:
-        return 0
+    number inserted (counted from RETURNING: drivers differ in what rowcount says)."""
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    result = conn.execute(insert(table).on_conflict_do_nothing(), list(rows))
-    return max(result.rowcount or 0, 0)
+    done = 0
+    for start in range(0, len(rows), 500):
+        part = list(rows[start : start + 500])
+        key = next(iter(table.primary_key.columns))
+        stmt = insert(table).values(part).on_conflict_do_nothing().returning(key)
+        done += len(conn.execute(stmt).fetchall())
+    return done

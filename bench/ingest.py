@@ -1,0 +1,1054 @@
+"""Collector ingest: throughput and latency with 1, 8 and 32 simulated devices on loopback, for
+events and for frames, on SQLite and PostgreSQL, beside a bare endpoint that only stores the bytes.
+
+    .venv/bin/python bench/ingest.py                    # full run (about 3-4 minutes on 2 cores)
+    .venv/bin/python bench/ingest.py --quick            # a quarter of the uploads
+    .venv/bin/python bench/ingest.py --backends sqlite  # skip PostgreSQL
+    .venv/bin/python bench/ingest.py --profile          # also py-spy the server (SQLite, 8 devices)
+    .venv/bin/python bench/ingest.py --bare-server PORT DIR   # (used by the bench itself)
+
+Servers, each its own process on 127.0.0.1, all started before the first measurement:
+
+- ``demotrace serve --workers 1`` (``tests/collector_proc.py``) with its default SQLite database,
+  and again on a throwaway PostgreSQL (``tests/pgserver.py``, run with the production durability
+  settings ``fsync``, ``synchronous_commit`` and ``full_page_writes`` on); each with its lake in a
+  fresh temporary folder;
+- baseline, the bare endpoint: a FastAPI app on uvicorn (the same defaults as ``demotrace serve``)
+  in its own process, with the collector's route shapes, that reads each body and stores it in the
+  collector's lake layout through the collector's own ``FsBlobs`` (temp file, fsync, rename, fsync
+  of the folder): a segment as one file, a blob batch as one file per tile and per manifest (the
+  Arrow stream is split, nothing checked), a session as its JSON. No credential check, no
+  validation, no database; ``/v1/blobs/missing`` answers that everything is missing.
+
+Payloads, made before anything is timed (in a process pool) and sent byte for byte the same to
+the three servers:
+
+- events: segments of ``--segment-rows`` (20,000) rows cut from ``bench/workday.py``'s 8-hour day
+  (98% pointer moves; KEY, BUTTON, WHEEL, TEXT, FOCUS, POPUP, TARGET and FRAME rows with the
+  recorder's JSON), renumbered per device (seq and t_ns rise across a device's segments), their
+  FRAME rows pointing at frames that device uploaded; Parquet with zstd, as the sync client writes
+  them, with their ``Content-Digest``;
+- frames: per device a 1920x1080 screen drawn like a desktop (windows, title bars, lines of text),
+  cut into 64x64 tiles (lossless WebP by ``demotrace.store.frames.encode_tile``), then frames
+  where ``--tiles-per-frame`` (8) tiles of text change; each frame's manifest
+  (``lake.pack_manifest``, 510 tile keys) and its new tiles. Every tile is distinct, across devices
+  too, so nothing dedups away (the collector's answers are checked: ``existing`` stays 0). A frame
+  batch is what the sync client sends for one segment: ``POST /v1/blobs/missing`` (every tile key
+  of the batch's manifests, and the frame ids), ``POST /v1/blobs`` with the new tiles, ``POST
+  /v1/blobs`` with the manifests.
+
+Simulated devices: one thread per device, each with its own ``httpx.Client``. Untimed setup per
+device: enrolment (admin API), ``PUT /v1/sessions/1``, the first full frame (keyframe) upload.
+Then all devices start together and send their batches (frames) or segments (events) one after
+the other. Totals are fixed per run and split among the devices: ``--segments`` segments (128) and
+``--frames`` frames (1,024) in batches of up to 32. For each device count, frames run first on
+every server, then events (the segments show the uploaded frames); the order of the servers
+rotates between device counts.
+
+Latency is one unit: a segment's PUT, or a frame batch's three requests. Throughput is the run's
+total over the wall time from the common start to the last device's end. CPU is the server's
+(its process tree, from ``/proc``), PostgreSQL's (the postmaster's tree) and this client's.
+Client and servers share the machine's cores. Writes ``bench/out/ingest.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import concurrent.futures
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT / "tests"))
+
+OUT = HERE / "out" / "ingest.json"
+SCREEN = (1920, 1080)
+TILE = 64
+DEVICE_COUNTS = (1, 8, 32)
+MB = 1e6
+EVENT_MODEL = 2
+TARGET_EVENTS_PER_S = 200_000
+TARGET_RATIO = 2.0
+BATCH_FRAMES = 32
+
+
+# ------------------------------------------------------------------------------------ payloads
+@dataclasses.dataclass
+class Segment:
+    first: int
+    last: int
+    rows: int
+    body: bytes
+    digest: str  # the Content-Digest header's value
+
+
+@dataclasses.dataclass
+class FrameBatch:
+    missing: bytes  # JSON body of POST /v1/blobs/missing
+    tiles: bytes  # Arrow IPC stream of the new tiles
+    frames: bytes  # Arrow IPC stream of the manifests
+    n_frames: int
+    n_tiles: int
+    tile_bytes: int
+    manifest_bytes: int
+
+    @property
+    def size(self) -> int:
+        return len(self.missing) + len(self.tiles) + len(self.frames)
+
+
+@dataclasses.dataclass
+class DevicePayload:
+    slot: int
+    session: dict[str, Any]
+    keyframe: FrameBatch
+    batches: list[FrameBatch]
+    segments: list[Segment]
+
+
+_DAY: Any = None  # the workday table, loaded once per pool process
+_FONT: Any = None
+_WORDS = (
+    "report quarterly budget review meeting notes draft summary customer order invoice team "
+    "project deadline update status plan release build test data sales forecast annual agenda "
+    "follow up thanks please attached schedule call tomorrow numbers table chart server deploy"
+).split()
+
+
+def day_path() -> Path:
+    """``bench/workday.py``'s 8-hour day as Parquet (the file ``bench/reduce.py`` caches)."""
+    import workday
+
+    path = HERE / "out" / f"workday-v{workday.WORKDAY_VERSION}-8h-seed0.parquet"
+    if not path.exists():
+        workday.write_parquet(workday.generate_workday(8.0, 0), path)
+    return path
+
+
+def _pool_init(path: str) -> None:
+    global _DAY, _FONT
+    import pyarrow.parquet as pq
+    from PIL import ImageFont
+
+    _DAY = pq.read_table(path)
+    try:
+        _FONT = ImageFont.load_default(size=13)
+    except (OSError, ImportError, TypeError):
+        _FONT = ImageFont.load_default()
+
+
+def _ipc(rows: list[tuple[str, str, bytes]]) -> bytes:
+    """A blob batch as the sync client writes it (``Syncer._post_batch``)."""
+    import pyarrow as pa
+
+    table = pa.table(
+        {
+            "kind": [r[0] for r in rows],
+            "key": [r[1] for r in rows],
+            "data": pa.array([r[2] for r in rows], type=pa.binary()),
+        }
+    )
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _bgrx(rgb: np.ndarray) -> np.ndarray:
+    out = np.zeros((*rgb.shape[:2], 4), np.uint8)
+    out[..., 0], out[..., 1], out[..., 2] = rgb[..., 2], rgb[..., 1], rgb[..., 0]
+    return out
+
+
+def _words(rng: np.random.Generator, lo: int, hi: int) -> str:
+    return " ".join(rng.choice(_WORDS, size=int(rng.integers(lo, hi))))
+
+
+def _draw_screen(rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
+    """A desktop: background, a top bar, two or three windows of text. (RGB, window bodies)."""
+    from PIL import Image, ImageDraw
+
+    w, h = SCREEN
+    bg = [(58, 110, 165), (40, 44, 52), (90, 120, 90), (120, 100, 140)][int(rng.integers(4))]
+    img = Image.new("RGB", (w, h), bg)
+    d = ImageDraw.Draw(img)
+    d.rectangle([0, 0, w, 28], fill=(36, 36, 36))
+    d.text((8, 7), "Activities   " + _words(rng, 2, 4), fill=(230, 230, 230), font=_FONT)
+    bodies = []
+    for _ in range(int(rng.integers(2, 4))):
+        ww, wh = int(rng.integers(700, 1200)), int(rng.integers(500, 950))
+        wx, wy = int(rng.integers(0, w - ww)), int(rng.integers(30, h - wh))
+        d.rectangle([wx, wy, wx + ww, wy + wh], fill=(250, 250, 250), outline=(120, 120, 120))
+        d.rectangle([wx, wy, wx + ww, wy + 26], fill=(220, 222, 226))
+        d.text((wx + 10, wy + 6), _words(rng, 2, 5).title(), fill=(20, 20, 20), font=_FONT)
+        y = wy + 40
+        while y < wy + wh - 20:
+            d.text((wx + 16, y), _words(rng, 3, 14), fill=(30, 30, 30), font=_FONT)
+            y += 18
+        bodies.append((wx + 1, wy + 27, wx + ww - 1, wy + wh - 1))
+    return np.array(img), bodies
+
+
+def _frames(seed: int, n_frames: int, per_batch: int, tiles_per_frame: int) -> tuple[
+    FrameBatch, list[FrameBatch], list[str]
+]:
+    """One device's keyframe batch, its frame batches and every frame id it uploads."""
+    from PIL import Image, ImageDraw
+
+    from demotrace.lake import content_hash, pack_manifest
+    from demotrace.store.frames import encode_tile, grid_shape, tile_rect
+
+    rng = np.random.default_rng(seed)
+    w, h = SCREEN
+    rgb, bodies = _draw_screen(rng)
+    cols, rows = grid_shape(w, h, TILE)
+    keys: list[str] = []
+    encoded: dict[str, bytes] = {}
+    by_pixels: dict[bytes, str] = {}
+    for i in range(cols * rows):
+        x0, y0, x1, y1 = tile_rect(i, w, h, TILE)
+        px = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+        key = by_pixels.get(px.tobytes())
+        if key is None:
+            data = encode_tile(_bgrx(px))
+            key = content_hash(data)
+            by_pixels[px.tobytes()] = key
+            encoded[key] = data
+        keys.append(key)
+
+    def manifest() -> bytes:
+        return pack_manifest(w, h, TILE, [bytes.fromhex(k) for k in keys])
+
+    def batch(frames: list[tuple[str, bytes]], tiles: dict[str, bytes]) -> FrameBatch:
+        all_keys = sorted({k.hex() for _f, m in frames for k in _manifest_keys(m)})
+        missing = json.dumps({"tiles": all_keys, "frames": sorted(f for f, _m in frames)})
+        return FrameBatch(
+            missing=missing.encode(),
+            tiles=_ipc([("tile", k, d) for k, d in sorted(tiles.items())]),
+            frames=_ipc([("frame", f, m) for f, m in frames]),
+            n_frames=len(frames),
+            n_tiles=len(tiles),
+            tile_bytes=sum(len(d) for d in tiles.values()),
+            manifest_bytes=sum(len(m) for _f, m in frames),
+        )
+
+    first = manifest()
+    ids = [content_hash(first)]
+    keyframe = batch([(ids[0], first)], encoded)
+    # cells inside the windows' text areas: where typing, scrolling and selection change tiles
+    cells = [
+        i
+        for i in range(cols * rows)
+        if any(
+            bx0 <= tile_rect(i, w, h, TILE)[0] and tile_rect(i, w, h, TILE)[2] <= bx1
+            and by0 <= tile_rect(i, w, h, TILE)[1] and tile_rect(i, w, h, TILE)[3] <= by1
+            for bx0, by0, bx1, by1 in bodies
+        )
+    ] or list(range(cols * rows))
+    seen = set(encoded)
+    batches: list[FrameBatch] = []
+    pending: list[tuple[str, bytes]] = []
+    new_tiles: dict[str, bytes] = {}
+    for f in range(n_frames):
+        start = int(rng.integers(len(cells)))
+        for j in range(tiles_per_frame):
+            i = cells[(start + j) % len(cells)]
+            x0, y0, x1, y1 = tile_rect(i, w, h, TILE)
+            while True:
+                tile = Image.new("RGB", (x1 - x0, y1 - y0), (250, 250, 250))
+                d = ImageDraw.Draw(tile)
+                for line in range(int(rng.integers(1, 4))):
+                    x = -int(rng.integers(0, 48))
+                    y = int(rng.integers(0, 12)) + 18 * line
+                    text = f"{_words(rng, 2, 5)} {seed}:{f}:{j}"
+                    ink = tuple(int(v) for v in rng.integers(0, 90, size=3))
+                    d.text((x, y), text, fill=ink, font=_FONT)
+                px = np.array(tile)
+                data = encode_tile(_bgrx(px))
+                key = content_hash(data)
+                if key not in seen:
+                    break
+            seen.add(key)
+            new_tiles[key] = data
+            rgb[y0:y1, x0:x1] = px
+            keys[i] = key
+        m = manifest()
+        pending.append((content_hash(m), m))
+        ids.append(pending[-1][0])
+        if len(pending) == per_batch or f == n_frames - 1:
+            batches.append(batch(pending, new_tiles))
+            pending, new_tiles = [], {}
+    return keyframe, batches, ids
+
+
+def _manifest_keys(manifest: bytes) -> list[bytes]:
+    from demotrace.lake import unpack_manifest
+
+    return unpack_manifest(manifest)[3]
+
+
+def _segments(slot: int, n_segments: int, rows: int, frame_ids: list[str]) -> list[Segment]:
+    """One device's segments: slices of the day, renumbered, FRAME rows on the device's frames."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from demotrace.dataset.schema import EVENT_SCHEMA
+    from demotrace.model import Kind
+
+    day = _DAY
+    slices = day.num_rows // rows
+    out = []
+    t_cursor = 10**12 + slot * 10**9
+    next_frame = 0
+    for k in range(n_segments):
+        part = day.slice(((slot * 11 + k) % slices) * rows, rows)
+        first = k * rows + 1
+        old_seq = part.column("seq").to_numpy()
+        shift = first - int(old_seq[0])
+        t = part.column("t_ns").to_numpy()
+        t_new = t - int(t[0]) + t_cursor
+        t_cursor = int(t_new.max()) + 10_000_000
+        kinds = part.column("kind").to_numpy()
+        data = part.column("data").to_pylist()
+        for i in np.flatnonzero(kinds == int(Kind.FRAME)):
+            row = json.loads(data[i])
+            row["frame"] = frame_ids[next_frame % len(frame_ids)]
+            next_frame += 1
+            if "for_seq" in row:
+                row["for_seq"] = int(row["for_seq"]) + shift
+            data[i] = json.dumps(row, separators=(",", ":"))
+        table = part.set_column(0, "seq", pa.array(old_seq + shift, pa.int64()))
+        table = table.set_column(1, "t_ns", pa.array(t_new, pa.int64()))
+        table = table.set_column(9, "data", pa.array(data, pa.string()))
+        table = table.select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA)
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, compression="zstd")
+        body = sink.getvalue().to_pybytes()
+        digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
+        out.append(Segment(first, first + rows - 1, rows, body, f"sha-256=:{digest}:"))
+    return out
+
+
+def make_device(
+    n: int, slot: int, frames: int, segments: int, rows: int, tiles_per_frame: int
+) -> DevicePayload:
+    """Everything device ``slot`` of the ``n``-device run sends (runs in a pool process)."""
+    seed = n * 1000 + slot
+    per_batch = min(BATCH_FRAMES, max(1, frames))
+    keyframe, batches, ids = _frames(seed, frames, per_batch, tiles_per_frame)
+    segs = _segments(slot, segments, rows, ids)
+    session = {
+        "started_wall_ns": time.time_ns() - 3600 * 10**9,
+        "started_mono_ns": 10**12 + slot * 10**9,
+        "ended_mono_ns": None,
+        "status": "recording",
+        "screen": list(SCREEN),
+        "event_model": EVENT_MODEL,
+        "info": {"bench": "ingest", "slot": slot},
+    }
+    return DevicePayload(slot, session, keyframe, batches, segs)
+
+
+def prepare(
+    counts: tuple[int, ...], frames_total: int, segments_total: int, rows: int, tpf: int
+) -> dict[int, list[DevicePayload]]:
+    path = str(day_path())
+    jobs = {}
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=os.cpu_count() or 2, initializer=_pool_init, initargs=(path,)
+    ) as pool:
+        for n in counts:
+            f, s = frames_total // n, max(1, segments_total // n)
+            for slot in range(n):
+                jobs[n, slot] = pool.submit(make_device, n, slot, f, s, rows, tpf)
+        return {n: [jobs[n, slot].result() for slot in range(n)] for n in counts}
+
+
+# ------------------------------------------------------------------------------ bare endpoint
+def bare_app(root: Path) -> Any:
+    """The baseline: the collector's route shapes; each body stored as the collector's lake
+    would hold it (``FsBlobs``: temp + fsync + rename), nothing checked, no database."""
+    import pyarrow as pa
+    from fastapi import FastAPI, Request
+    from fastapi.concurrency import run_in_threadpool
+
+    from demotrace.collector.blobs import FsBlobs
+    from demotrace.lake import frame_key, session_date, tile_key
+
+    blobs = FsBlobs(root)
+    date = session_date(time.time_ns())
+    app = FastAPI()
+
+    def device(request: Request) -> str:
+        auth = request.headers.get("authorization", "")
+        return auth.removeprefix("Bearer ").partition(".")[0] or "anonymous"
+
+    @app.get("/v1/health")
+    async def health() -> dict[str, Any]:
+        return {"ok": True}
+
+    @app.put("/v1/sessions/{session}")
+    async def put_session(session: int, request: Request) -> dict[str, Any]:
+        body = await request.body()
+        await run_in_threadpool(blobs.put, f"sessions/{device(request)}/{session}.json", body)
+        return {"status": "stored", "session": session}
+
+    @app.post("/v1/blobs/missing")
+    async def missing(request: Request) -> dict[str, list[str]]:
+        asked = json.loads(await request.body())
+        return {"tiles": asked.get("tiles", []), "frames": asked.get("frames", [])}
+
+    @app.post("/v1/blobs")
+    async def put_blobs(request: Request) -> dict[str, int]:
+        body = await request.body()
+        who = device(request)
+
+        def store() -> int:
+            table = pa.ipc.open_stream(body).read_all()
+            rows = zip(
+                table.column("kind").to_pylist(),
+                table.column("key").to_pylist(),
+                table.column("data").to_pylist(),
+                strict=True,
+            )
+            n = 0
+            for kind, key, data in rows:
+                blobs.put(tile_key(key) if kind == "tile" else frame_key(who, key), data)
+                n += 1
+            return n
+
+        return {"stored": await run_in_threadpool(store)}
+
+    @app.put("/v1/sessions/{session}/segments/{first}-{last}")
+    async def put_segment(session: int, first: int, last: int, request: Request) -> dict[str, Any]:
+        body = await request.body()
+        raw = request.headers.get("content-digest", "").partition("=")[2].strip(":")
+        sha = base64.b64decode(raw).hex() if raw else "0" * 64
+        key = (
+            f"events/date={date}/device={device(request)}/session={session}/"
+            f"seg-{first:012d}-{sha[:12]}.parquet"
+        )
+        await run_in_threadpool(blobs.put, key, body)
+        return {"status": "stored", "first": first, "last": last, "rows": last - first + 1}
+
+    return app
+
+
+def run_bare_server(port: int, folder: Path) -> None:
+    import uvicorn
+
+    uvicorn.run(bare_app(folder), host="127.0.0.1", port=port, log_level="warning")
+
+
+# ------------------------------------------------------------------------------------ servers
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a process, its living descendants and the children it has reaped."""
+    clk = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):
+                text = Path(f"/proc/{entry}/stat").read_text()
+                stats[int(entry)] = text.rsplit(")", 1)[1].split()
+    children: dict[int, list[int]] = {}
+    for p, f in stats.items():
+        children.setdefault(int(f[1]), []).append(p)
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        f = stats.get(p)
+        if f is None:
+            continue
+        total += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+        todo.extend(children.get(p, []))
+    return total / clk
+
+
+class Target:
+    """A server the devices upload to."""
+
+    name = ""
+    backend = ""
+    url = ""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+    def pids(self) -> dict[str, int]:
+        """Processes whose CPU counts: ``server`` and, for PostgreSQL, ``db``."""
+        return {}
+
+    def devices(self, n: int) -> list[str]:
+        """Credentials of ``n`` new devices."""
+        raise NotImplementedError
+
+
+class BareTarget(Target):
+    name, backend = "bare", "bare"
+
+    def __init__(self, folder: Path) -> None:
+        from s3server import free_port
+
+        self.folder = folder
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._n = 0
+
+    def start(self) -> None:
+        import httpx
+
+        self.folder.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, __file__, "--bare-server", str(self.port), str(self.folder)]
+        self.proc = subprocess.Popen(cmd, start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("the bare endpoint exited")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.url + "/v1/health", timeout=1).status_code == 200:
+                    return
+            time.sleep(0.1)
+        raise RuntimeError("the bare endpoint did not answer")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(10)
+            self.proc = None
+
+    def pids(self) -> dict[str, int]:
+        assert self.proc is not None
+        return {"server": self.proc.pid}
+
+    def devices(self, n: int) -> list[str]:
+        out = []
+        for _ in range(n):
+            self._n += 1
+            out.append(f"d-{self._n:012x}.{'x' * 32}")
+        return out
+
+
+class CollectorTarget(Target):
+    def __init__(self, folder: Path, backend: str, workers: int, db: str | None = None) -> None:
+        from collector_proc import Collector
+
+        self.backend = backend
+        self.name = f"collector/{backend}"
+        self.collector = Collector(folder, db=db, workers=workers)
+        self.url = self.collector.url
+        self.db_pid: int | None = None
+
+    def start(self) -> None:
+        self.collector.start(timeout=60)
+        if not self.collector.admin_token:
+            raise RuntimeError("demotrace serve did not print an admin credential")
+
+    def stop(self) -> None:
+        self.collector.kill(signal.SIGTERM)
+
+    def pids(self) -> dict[str, int]:
+        assert self.collector.proc is not None
+        out = {"server": self.collector.proc.pid}
+        if self.db_pid is not None:
+            out["db"] = self.db_pid
+        return out
+
+    def devices(self, n: int) -> list[str]:
+        import httpx
+
+        out = []
+        with httpx.Client(base_url=self.url, timeout=60) as c:
+            for i in range(n):
+                r = c.post("/v1/admin/enroll-codes", json={}, headers=self.collector.headers())
+                r.raise_for_status()
+                r = c.post("/v1/enroll", json={"code": r.json()["code"], "label": f"bench-{i}"})
+                r.raise_for_status()
+                out.append(r.json()["token"])
+        return out
+
+
+# ---------------------------------------------------------------------------------------- load
+class Refused(Exception):
+    pass
+
+
+def _check(r: Any, what: str) -> dict[str, Any]:
+    if not r.is_success:
+        raise Refused(f"{what}: HTTP {r.status_code} {r.text[:300]}")
+    return r.json()
+
+
+def _send_batch(c: Any, b: FrameBatch, stats: Counter[str]) -> dict[str, float]:
+    t0 = time.perf_counter()
+    need = _check(
+        c.post("/v1/blobs/missing", content=b.missing, headers={"Content-Type": "application/json"}),
+        "missing",
+    )
+    t1 = time.perf_counter()
+    octet = {"Content-Type": "application/octet-stream"}
+    got = _check(c.post("/v1/blobs", content=b.tiles, headers=octet), "tiles")
+    t2 = time.perf_counter()
+    got_f = _check(c.post("/v1/blobs", content=b.frames, headers=octet), "frames")
+    t3 = time.perf_counter()
+    stats["missing_tiles"] += len(need["tiles"])
+    stats["existing"] += int(got.get("existing", 0)) + int(got_f.get("existing", 0))
+    stats["stored_tiles"] += int(got.get("tiles", got.get("stored", 0)))
+    return {"missing": t1 - t0, "tiles": t2 - t1, "frames": t3 - t2, "unit": t3 - t0}
+
+
+def _send_segment(c: Any, s: Segment, stats: Counter[str]) -> dict[str, float]:
+    t0 = time.perf_counter()
+    r = c.put(
+        f"/v1/sessions/1/segments/{s.first}-{s.last}",
+        content=s.body,
+        headers={"Content-Digest": s.digest, "Content-Type": "application/octet-stream"},
+    )
+    t1 = time.perf_counter()
+    answer = _check(r, "segment")
+    if answer.get("status") != "stored":
+        raise Refused(f"segment {s.first}-{s.last}: {answer}")
+    stats["rows"] += int(answer.get("rows", 0))
+    return {"unit": t1 - t0}
+
+
+def run_phase(
+    target: Target, tokens: list[str], payloads: list[DevicePayload], workload: str
+) -> dict[str, Any]:
+    """All devices upload their frames (or segments) at once; the run's figures."""
+    import httpx
+
+    n = len(tokens)
+    barrier = threading.Barrier(n + 1)
+    times: list[list[dict[str, float]]] = [[] for _ in range(n)]
+    stats: list[Counter[str]] = [Counter() for _ in range(n)]
+    errors: list[BaseException] = []
+
+    def device(i: int) -> None:
+        p = payloads[i]
+        headers = {"Authorization": f"Bearer {tokens[i]}"}
+        try:
+            with httpx.Client(base_url=target.url, headers=headers, timeout=300) as c:
+                _check(c.put("/v1/sessions/1", json=p.session), "session")
+                if workload == "frames":
+                    _send_batch(c, p.keyframe, Counter())
+                barrier.wait()
+                if workload == "frames":
+                    for b in p.batches:
+                        times[i].append(_send_batch(c, b, stats[i]))
+                else:
+                    for s in p.segments:
+                        times[i].append(_send_segment(c, s, stats[i]))
+        except BaseException as exc:
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=device, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    try:
+        barrier.wait()
+    except threading.BrokenBarrierError:
+        for t in threads:
+            t.join()
+        raise RuntimeError(f"{target.name}: setup failed: {errors[0]!r}") from errors[0]
+    pids = target.pids()
+    cpu0 = {k: tree_cpu(v) for k, v in pids.items()}
+    me0 = tree_cpu(os.getpid())
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    cpu = {k: tree_cpu(v) - cpu0[k] for k, v in pids.items()}
+    client_cpu = tree_cpu(os.getpid()) - me0
+    if errors:
+        raise RuntimeError(f"{target.name} {workload} x{n}: {errors[0]!r}") from errors[0]
+    units = [u for dev in times for u in dev]
+    lat = np.array([u["unit"] for u in units]) * 1000
+    total = Counter()
+    for s in stats:
+        total.update(s)
+    out: dict[str, Any] = {
+        "target": target.name,
+        "backend": target.backend,
+        "workload": workload,
+        "devices": n,
+        "wall_s": wall,
+        "units": len(units),
+        "latency_ms": {
+            "p50": float(np.percentile(lat, 50)),
+            "p90": float(np.percentile(lat, 90)),
+            "p99": float(np.percentile(lat, 99)),
+            "max": float(lat.max()),
+        },
+        "server_cpu_s": cpu.get("server", 0.0),
+        "db_cpu_s": cpu.get("db", 0.0),
+        "client_cpu_s": client_cpu,
+    }
+    if workload == "frames":
+        batches = [b for p in payloads for b in p.batches]
+        frames = sum(b.n_frames for b in batches)
+        tiles = sum(b.n_tiles for b in batches)
+        sent = sum(b.size for b in batches)
+        out |= {
+            "frames": frames,
+            "tiles": tiles,
+            "bytes": sent,
+            "frames_per_s": frames / wall,
+            "tiles_per_s": tiles / wall,
+            "mb_per_s": sent / wall / MB,
+            "server_cpu_ms_per_frame": out["server_cpu_s"] / frames * 1000,
+            "db_cpu_ms_per_frame": out["db_cpu_s"] / frames * 1000,
+            "request_p50_ms": {
+                k: float(np.median([u[k] for u in units]) * 1000)
+                for k in ("missing", "tiles", "frames")
+            },
+            "answers": dict(total),
+        }
+        if target.backend != "bare" and (total["existing"] or total["stored_tiles"] != tiles):
+            out["dedup_note"] = (
+                f"the collector stored {total['stored_tiles']} of {tiles} tiles "
+                f"({total['existing']} existing)"
+            )
+    else:
+        segs = [s for p in payloads for s in p.segments]
+        events = sum(s.rows for s in segs)
+        sent = sum(len(s.body) for s in segs)
+        out |= {
+            "events": events,
+            "bytes": sent,
+            "events_per_s": events / wall,
+            "mb_per_s": sent / wall / MB,
+            "server_cpu_us_per_event": out["server_cpu_s"] / events * 1e6,
+            "db_cpu_us_per_event": out["db_cpu_s"] / events * 1e6,
+        }
+    return out
+
+
+# ------------------------------------------------------------------------------------ profile
+_CATEGORIES = (  # (label, substrings of a frame "function (file:line)"), leaf first wins
+    ("lake writes (FsBlobs.put: temp, fsync, rename)", ("collector/blobs.py",)),
+    ("database (SQLAlchemy, driver)", ("sqlalchemy/", "psycopg", "sqlite3", "/db.py")),
+    ("Parquet read and schema cast (_read_events)", ("_read_events",)),
+    ("tile checks (hash, WebP header)", ("_check_tile", "PIL/")),
+    ("manifest checks", ("_check_manifest", "unpack_manifest")),
+    ("FRAME references (_frame_refs)", ("_frame_refs",)),
+    ("Arrow IPC read", ("pyarrow/ipc",)),
+    ("put_segment / put_blobs own lines (SHA-256, seq checks, loops)", ("service.py",)),
+    ("request models (pydantic)", ("pydantic",)),
+    ("HTTP, ASGI, FastAPI, event loop", ("h11", "uvicorn", "starlette", "fastapi", "anyio")),
+)
+_IDLE = (
+    "wait (threading.py",
+    "_worker (concurrent",
+    "select (selectors.py",
+    "get (queue.py",
+    "worker_thread (anyio",
+    "run (anyio/_backends",
+)
+
+
+def classify(stack: str) -> str:
+    frames = stack.split(";")
+    leaf = frames[-1]
+    if any(m in leaf for m in _IDLE) or "_run_once (asyncio" in leaf:
+        return "idle"
+    for frame in reversed(frames):
+        for label, marks in _CATEGORIES:
+            if any(m in frame for m in marks):
+                return label
+    return "other"
+
+
+def read_profile(path: Path) -> dict[str, Any]:
+    counts: Counter[str] = Counter()
+    for line in path.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if n.isdigit():
+            counts[classify(stack)] += int(n)
+    busy = sum(v for k, v in counts.items() if k != "idle")
+    return {
+        "samples": sum(counts.values()),
+        "busy_samples": busy,
+        "share_of_busy": {k: v / busy for k, v in counts.most_common() if k != "idle" and busy},
+    }
+
+
+def profile_run(
+    target: Target, payloads: list[DevicePayload], out_dir: Path
+) -> dict[str, dict[str, Any]]:
+    """Both workloads once more on ``target`` with py-spy attached to the server."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    result = {}
+    tokens = target.devices(len(payloads))
+    for workload in ("frames", "events"):
+        raw = out_dir / f"ingest-profile-{workload}.txt"
+        cmd = [spy, "record", "--pid", str(target.pids()["server"]), "--rate", "250"]
+        cmd += ["--format", "raw", "--idle", "--nonblocking", "--output", str(raw)]
+        spy_proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1.0)
+        run = run_phase(target, tokens, payloads, workload)
+        spy_proc.send_signal(signal.SIGINT)
+        spy_proc.wait(30)
+        result[workload] = {"run": run, **read_profile(raw), "raw": str(raw.relative_to(ROOT))}
+    return result
+
+
+# ------------------------------------------------------------------------------------ report
+def _fmt(v: float) -> str:
+    return f"{v:,.0f}" if v >= 100 else f"{v:,.1f}" if v >= 10 else f"{v:,.2f}"
+
+
+def add_ratios(runs: list[dict[str, Any]]) -> None:
+    bare = {(r["workload"], r["devices"]): r for r in runs if r["backend"] == "bare"}
+    for r in runs:
+        b = bare.get((r["workload"], r["devices"]))
+        if b is None:
+            continue
+        r["vs_bare_time"] = r["wall_s"] / b["wall_s"]
+        r["vs_bare_server_cpu"] = (r["server_cpu_s"] + r["db_cpu_s"]) / max(b["server_cpu_s"], 1e-9)
+
+
+def print_table(console: Any, runs: list[dict[str, Any]], title: str) -> None:
+    from rich.table import Table
+
+    tab = Table(title=title)
+    for col in ("server", "work", "dev", "throughput", "MB/s", "p50 ms", "p99 ms"):
+        tab.add_column(col, justify="right" if col not in ("server", "work") else "left")
+    for col in ("server CPU", "vs bare: time", "vs bare: CPU"):
+        tab.add_column(col, justify="right")
+    order = {"bare": 0, "sqlite": 1, "postgresql": 2}
+    for r in sorted(runs, key=lambda r: (r["workload"], order[r["backend"]], r["devices"])):
+        if r["workload"] == "events":
+            rate = f"{_fmt(r['events_per_s'])} ev/s"
+            cpu = f"{r['server_cpu_us_per_event'] + r['db_cpu_us_per_event']:.2f} µs/ev"
+        else:
+            rate = f"{_fmt(r['frames_per_s'])} fr/s, {_fmt(r['tiles_per_s'])} tiles/s"
+            cpu = f"{r['server_cpu_ms_per_frame'] + r['db_cpu_ms_per_frame']:.2f} ms/fr"
+        tab.add_row(
+            r["backend"],
+            r["workload"],
+            str(r["devices"]),
+            rate,
+            f"{r['mb_per_s']:.1f}",
+            f"{r['latency_ms']['p50']:.1f}",
+            f"{r['latency_ms']['p99']:.1f}",
+            cpu,
+            f"{r['vs_bare_time']:.2f}x" if r["backend"] != "bare" else "",
+            f"{r['vs_bare_server_cpu']:.2f}x" if r["backend"] != "bare" else "",
+        )
+    console.print(tab)
+
+
+def payload_summary(payloads: dict[int, list[DevicePayload]]) -> dict[str, Any]:
+    segs = [s for ps in payloads.values() for p in ps for s in p.segments]
+    batches = [b for ps in payloads.values() for p in ps for b in p.batches]
+    keyframes = [p.keyframe for ps in payloads.values() for p in ps]
+    frames = sum(b.n_frames for b in batches)
+    tiles = sum(b.n_tiles for b in batches)
+    return {
+        "segments": len(segs),
+        "segment_rows": segs[0].rows,
+        "segment_bytes_mean": float(np.mean([len(s.body) for s in segs])),
+        "bytes_per_event": sum(len(s.body) for s in segs) / sum(s.rows for s in segs),
+        "frames": frames,
+        "tiles": tiles,
+        "tiles_per_frame": tiles / frames,
+        "tile_bytes_mean": sum(b.tile_bytes for b in batches) / tiles,
+        "manifest_bytes": batches[0].manifest_bytes // batches[0].n_frames,
+        "keyframe_tiles_mean": float(np.mean([k.n_tiles for k in keyframes])),
+        "keyframe_tile_bytes_mean": sum(k.tile_bytes for k in keyframes)
+        / sum(k.n_tiles for k in keyframes),
+        "batch_bytes_mean": float(np.mean([b.size for b in batches])),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--quick", action="store_true", help="a quarter of the uploads")
+    ap.add_argument(
+        "--backends", default="sqlite,postgresql", help="comma-separated: sqlite, postgresql"
+    )
+    ap.add_argument("--devices", default=",".join(map(str, DEVICE_COUNTS)))
+    ap.add_argument("--workers", type=int, default=1, help="uvicorn workers of the collector")
+    ap.add_argument("--segments", type=int, default=128, help="segments per run (all devices)")
+    ap.add_argument("--segment-rows", type=int, default=20_000)
+    ap.add_argument("--frames", type=int, default=1024, help="frames per run (all devices)")
+    ap.add_argument("--tiles-per-frame", type=int, default=8, help="new tiles in each frame")
+    ap.add_argument("--profile", action="store_true", help="py-spy the server (SQLite, 8 dev.)")
+    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--bare-server", nargs=2, metavar=("PORT", "DIR"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.bare_server:
+        run_bare_server(int(args.bare_server[0]), Path(args.bare_server[1]))
+        return
+    from rich.console import Console
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=150)
+    if args.quick:
+        args.segments, args.frames = args.segments // 4, args.frames // 4
+    counts = tuple(int(x) for x in args.devices.split(","))
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    t_start = time.perf_counter()
+    console.print(f"preparing payloads for {counts} devices ...")
+    payloads = prepare(counts, args.frames, args.segments, args.segment_rows, args.tiles_per_frame)
+    if args.profile and 8 not in payloads:
+        payloads |= prepare((8,), args.frames, args.segments, args.segment_rows, 8)
+    prep_s = time.perf_counter() - t_start
+    summary = payload_summary(payloads)
+    console.print(
+        f"payloads ready in {prep_s:.1f} s: segments of {summary['segment_rows']:,} rows, "
+        f"{summary['segment_bytes_mean'] / 1e3:.0f} kB ({summary['bytes_per_event']:.1f} B/event); "
+        f"frames with {summary['tiles_per_frame']:.1f} new tiles of "
+        f"{summary['tile_bytes_mean']:.0f} B and a {summary['manifest_bytes']:,} B manifest"
+    )
+
+    work = Path(tempfile.mkdtemp(prefix="demotrace-ingest-"))
+    targets: list[Target] = [BareTarget(work / "bare")]
+    pg_cm: Any = None
+    notes = []
+    try:
+        if "sqlite" in backends:
+            targets.append(CollectorTarget(work / "sqlite", "sqlite", args.workers))
+        if "postgresql" in backends:
+            from pgserver import PgUnavailable, pg_server
+
+            durable = {"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+            try:
+                pg_cm = pg_server(durable)
+                pg = pg_cm.__enter__()
+            except (PgUnavailable, RuntimeError) as exc:
+                pg_cm = None
+                notes.append(f"PostgreSQL skipped: {exc}")
+                console.print(f"[yellow]PostgreSQL skipped: {exc}[/]")
+            else:
+                t = CollectorTarget(work / "postgresql", "postgresql", args.workers, db=pg.url)
+                t.db_pid = int((pg.data / "postmaster.pid").read_text().split()[0])
+                targets.append(t)
+        for t in targets:
+            t.start()
+        runs: list[dict[str, Any]] = []
+        for k, n in enumerate(counts):
+            tokens = {t.name: t.devices(n) for t in targets}
+            order = targets[k % len(targets) :] + targets[: k % len(targets)]
+            for workload in ("frames", "events"):
+                for t in order:
+                    r = run_phase(t, tokens[t.name], payloads[n], workload)
+                    runs.append(r)
+                    rate = (
+                        f"{r['events_per_s']:,.0f} events/s"
+                        if workload == "events"
+                        else f"{r['frames_per_s']:,.0f} frames/s"
+                    )
+                    console.print(
+                        f"  {t.name:22s} {workload:6s} x{n:<3d} {r['wall_s']:6.2f} s  {rate}  "
+                        f"p50 {r['latency_ms']['p50']:.1f} ms  p99 {r['latency_ms']['p99']:.1f} ms"
+                    )
+        profile = None
+        if args.profile:
+            prof_target = CollectorTarget(work / "profile", "sqlite", args.workers)
+            prof_target.start()
+            try:
+                profile = profile_run(prof_target, payloads[8], args.out.parent)
+            finally:
+                prof_target.stop()
+    finally:
+        for t in targets:
+            with contextlib.suppress(Exception):
+                t.stop()
+        if pg_cm is not None:
+            pg_cm.__exit__(None, None, None)
+        shutil.rmtree(work, ignore_errors=True)
+
+    add_ratios(runs)
+    events = [r for r in runs if r["workload"] == "events" and r["backend"] != "bare"]
+    best = {b: max(r["events_per_s"] for r in events if r["backend"] == b) for b in backends}
+    best = {b: v for b, v in best.items() if v}
+    worst_ratio = max((r["vs_bare_time"] for r in runs if r["backend"] != "bare"), default=0.0)
+    result: dict[str, Any] = {
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+        "collector_workers": args.workers,
+        "config": {
+            "segments_per_run": args.segments,
+            "segment_rows": args.segment_rows,
+            "frames_per_run": args.frames,
+            "frames_per_batch": BATCH_FRAMES,
+            "tiles_per_frame": args.tiles_per_frame,
+            "screen": list(SCREEN),
+            "tile": TILE,
+            "quick": args.quick,
+        },
+        "payloads": summary,
+        "prepare_s": prep_s,
+        "runs": runs,
+        "targets": {
+            "events_per_s_per_worker": TARGET_EVENTS_PER_S,
+            "best_events_per_s": best,
+            "events_met": all(v / args.workers >= TARGET_EVENTS_PER_S for v in best.values()),
+            "ratio_vs_bare": TARGET_RATIO,
+            "worst_ratio_vs_bare_time": worst_ratio,
+            "ratio_met_events": all(r["vs_bare_time"] <= TARGET_RATIO for r in events),
+            "ratio_met_frames": all(
+                r["vs_bare_time"] <= TARGET_RATIO
+                for r in runs
+                if r["workload"] == "frames" and r["backend"] != "bare"
+            ),
+        },
+        "notes": notes,
+        "profile": profile,
+        "total_s": time.perf_counter() - t_start,
+    }
+    title = (
+        f"Collector ingest on loopback, {args.workers} server worker(s), {os.cpu_count()} cores "
+        f"shared with the client; {args.segments} segments of {args.segment_rows:,} events and "
+        f"{args.frames} frames per run"
+    )
+    print_table(console, runs, title)
+    tg = result["targets"]
+    console.print(
+        "best events/s per worker: "
+        + ", ".join(f"{b} {v / args.workers:,.0f}" for b, v in best.items())
+        + f" (target {TARGET_EVENTS_PER_S:,}: {'met' if tg['events_met'] else 'NOT met'}); "
+        f"collector / bare time: events {'<=' if tg['ratio_met_events'] else '>'} {TARGET_RATIO}x, "
+        f"frames {'<=' if tg['ratio_met_frames'] else '>'} {TARGET_RATIO}x "
+        f"(worst {worst_ratio:.2f}x)"
+    )
+    if profile:
+        for workload, p in profile.items():
+            shares = ", ".join(f"{k} {v:.0%}" for k, v in p["share_of_busy"].items() if v >= 0.01)
+            console.print(f"profile {workload} (busy samples {p['busy_samples']}): {shares}")
+    save_result(result, args.out, console)
+
+
+def save_result(result: dict[str, Any], out: Path, console: Any) -> None:
+    from common import save_result as save
+
+    save(result, out, console)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,184 @@
+"""Raw HTTP access to a collector for API tests: request bodies built the way the sync client
+builds them (Arrow blob batches, Parquet segments with a Content-Digest), a device's client, and
+snapshots of the lake (a folder or an S3 prefix) to prove that nothing changed."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image
+
+from demotrace.dataset.schema import EVENT_SCHEMA
+from demotrace.lake import content_hash, pack_manifest
+from demotrace.model import Kind
+
+STARTED_WALL_NS = 1_790_000_000_000_000_000  # 2026-09-21 (UTC)
+TILE = 16
+
+
+# -- bodies -------------------------------------------------------------------------------------
+def webp_tile(seed: int, size: int = TILE) -> bytes:
+    """A small lossless WebP whose pixels (and so bytes) depend on ``seed``."""
+    img = Image.new("RGB", (size, size), ((seed * 37) % 256, (seed * 91) % 256, seed % 256))
+    img.putpixel((seed % size, (seed // size) % size), (255 - seed % 256, 7, 11))
+    out = io.BytesIO()
+    img.save(out, "WEBP", lossless=True)
+    return out.getvalue()
+
+
+def manifest(width: int, height: int, tile_keys: list[str], tile: int = TILE) -> bytes:
+    """A frame manifest (DTF1) over the given tile keys."""
+    return pack_manifest(width, height, tile, [bytes.fromhex(k) for k in tile_keys])
+
+
+def blob_batch(items: list[tuple[str, str, bytes]]) -> bytes:
+    """An Arrow IPC stream of (kind, key, data) rows, as ``Syncer._post_batch`` sends it."""
+    table = pa.table(
+        {
+            "kind": [i[0] for i in items],
+            "key": [i[1] for i in items],
+            "data": pa.array([i[2] for i in items], type=pa.binary()),
+        }
+    )
+    return ipc_stream(table)
+
+
+def ipc_stream(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def event(seq: int, kind: Kind = Kind.MOVE, **cols: Any) -> dict[str, Any]:
+    """One event row of the lake's columns."""
+    row: dict[str, Any] = {name: None for name in EVENT_SCHEMA.names}
+    row |= {"seq": seq, "t_ns": 1_000_000_000 + seq * 1_000_000, "kind": int(kind)}
+    if kind == Kind.MOVE:
+        row |= {"x": seq % 800, "y": seq % 600}
+    return row | cols
+
+
+def frame_event(seq: int, frame_id: str) -> dict[str, Any]:
+    return event(seq, Kind.FRAME, data=json.dumps({"frame": frame_id, "for_seq": seq - 1}))
+
+
+def parquet(rows: list[dict[str, Any]], schema: pa.Schema = EVENT_SCHEMA) -> bytes:
+    """Rows as a zstd Parquet file, as ``Syncer._send_segment`` writes it."""
+    table = pa.Table.from_pylist(rows, schema=schema)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue().to_pybytes()
+
+
+def digest(body: bytes) -> str:
+    """The Content-Digest header value of ``body``."""
+    return f"sha-256=:{base64.b64encode(hashlib.sha256(body).digest()).decode()}:"
+
+
+def session_meta(started_wall_ns: int = STARTED_WALL_NS, **extra: Any) -> dict[str, Any]:
+    return {
+        "started_wall_ns": started_wall_ns,
+        "started_mono_ns": 1_000_000,
+        "ended_mono_ns": None,
+        "status": "recording",
+        "screen": [64, 32],
+        "event_model": 1,
+        "info": {},
+    } | extra
+
+
+# -- a device -----------------------------------------------------------------------------------
+class Device:
+    """One enrolled device talking to the collector with its credential."""
+
+    def __init__(self, url: str, device: str, token: str) -> None:
+        self.id, self.token = device, token
+        self.http = httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+        )
+
+    @classmethod
+    def enroll(cls, url: str, code: str, label: str | None = None) -> Device:
+        r = httpx.post(f"{url}/v1/enroll", json={"code": code, "label": label}, timeout=30)
+        assert r.status_code == 201, r.text
+        return cls(url, r.json()["device"], r.json()["token"])
+
+    def close(self) -> None:
+        self.http.close()
+
+    def put_session(self, session: int, **meta: Any) -> httpx.Response:
+        return self.http.put(f"/v1/sessions/{session}", json=session_meta(**meta))
+
+    def put_segment(
+        self, session: int, first: int, last: int, body: bytes, **headers: str
+    ) -> httpx.Response:
+        h = {"Content-Digest": digest(body), "Content-Type": "application/octet-stream"}
+        h.update({k.replace("_", "-"): v for k, v in headers.items()})
+        return self.http.put(
+            f"/v1/sessions/{session}/segments/{first}-{last}", content=body, headers=h
+        )
+
+    def put_blobs(self, items: list[tuple[str, str, bytes]]) -> httpx.Response:
+        return self.post_blobs_raw(blob_batch(items))
+
+    def post_blobs_raw(self, body: bytes, **headers: str) -> httpx.Response:
+        h = {"Content-Type": "application/octet-stream"}
+        h.update({k.replace("_", "-"): v for k, v in headers.items()})
+        return self.http.post("/v1/blobs", content=body, headers=h)
+
+    def missing(self, tiles: list[str], frames: list[str]) -> dict[str, list[str]]:
+        r = self.http.post("/v1/blobs/missing", json={"tiles": tiles, "frames": frames})
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def delete(self, request_id: str, **what: Any) -> httpx.Response:
+        return self.http.post("/v1/deletions", json={"id": request_id, **what})
+
+
+def tiles_for(seeds: range | list[int]) -> dict[str, bytes]:
+    """{key: bytes} of the tiles made from ``seeds``."""
+    out = {}
+    for s in seeds:
+        data = webp_tile(s)
+        out[content_hash(data)] = data
+    return out
+
+
+# -- the lake -----------------------------------------------------------------------------------
+class LakeView:
+    """What the collector's lake holds: {key: SHA-256 of the bytes}, from a folder or S3."""
+
+    def __init__(self, folder: Path | None = None, s3: Any = None, bucket: str = "") -> None:
+        self.folder, self.s3, self.bucket = folder, s3, bucket
+
+    def snapshot(self) -> dict[str, str]:
+        if self.folder is not None:
+            if not self.folder.exists():
+                return {}
+            return {
+                p.relative_to(self.folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(self.folder.rglob("*"))
+                if p.is_file()
+            }
+        out = {}
+        for page in self.s3.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix="lake/"
+        ):
+            for item in page.get("Contents", ()):
+                body = self.s3.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
+                out[item["Key"][len("lake/") :]] = hashlib.sha256(body).hexdigest()
+        return out
+
+    def read(self, key: str) -> bytes:
+        if self.folder is not None:
+            return (self.folder / key).read_bytes()
+        return self.s3.get_object(Bucket=self.bucket, Key=f"lake/{key}")["Body"].read()
