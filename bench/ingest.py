@@ -74,6 +74,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fastapi import Request  # at module level: the bare app's annotations are resolved here
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -127,11 +128,15 @@ class DevicePayload:
 
 _DAY: Any = None  # the workday table, loaded once per pool process
 _FONT: Any = None
-_WORDS = (
+_BASES: dict[int, tuple[np.ndarray, list[tuple[int, int, int, int]], list[str], dict[str, bytes]]]
+_BASES = {}
+SCREEN_VARIANTS = 4  # devices start from one of these screens (their keyframes, untimed)
+_VOCABULARY = (
     "report quarterly budget review meeting notes draft summary customer order invoice team "
     "project deadline update status plan release build test data sales forecast annual agenda "
     "follow up thanks please attached schedule call tomorrow numbers table chart server deploy"
-).split()
+)
+_WORDS = tuple(_VOCABULARY.split())
 
 
 def day_path() -> Path:
@@ -184,7 +189,7 @@ def _words(rng: np.random.Generator, lo: int, hi: int) -> str:
 
 
 def _draw_screen(rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, int, int, int]]]:
-    """A desktop: background, a top bar, two or three windows of text. (RGB, window bodies)."""
+    """A desktop: background, a top bar, two or three windows of text. (RGB, text areas)."""
     from PIL import Image, ImageDraw
 
     w, h = SCREEN
@@ -208,80 +213,95 @@ def _draw_screen(rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, 
     return np.array(img), bodies
 
 
-def _frames(seed: int, n_frames: int, per_batch: int, tiles_per_frame: int) -> tuple[
-    FrameBatch, list[FrameBatch], list[str]
-]:
-    """One device's keyframe batch, its frame batches and every frame id it uploads."""
+def _base(variant: int) -> tuple[np.ndarray, list[tuple[int, int, int, int]], list[str], dict]:
+    """A start screen (cached per process): RGB, text areas, tile keys, encoded distinct tiles."""
+    from demotrace.lake import content_hash
+    from demotrace.store.frames import encode_tile, grid_shape, tile_rect
+
+    if variant not in _BASES:
+        rgb, bodies = _draw_screen(np.random.default_rng(10_000 + variant))
+        w, h = SCREEN
+        cols, rows = grid_shape(w, h, TILE)
+        keys: list[str] = []
+        encoded: dict[str, bytes] = {}
+        by_pixels: dict[bytes, str] = {}
+        for i in range(cols * rows):
+            x0, y0, x1, y1 = tile_rect(i, w, h, TILE)
+            px = np.ascontiguousarray(rgb[y0:y1, x0:x1])
+            key = by_pixels.get(px.tobytes())
+            if key is None:
+                data = encode_tile(_bgrx(px))
+                key = by_pixels[px.tobytes()] = content_hash(data)
+                encoded[key] = data
+            keys.append(key)
+        _BASES[variant] = (rgb, bodies, keys, encoded)
+    return _BASES[variant]
+
+
+def frame_ids(n: int, slot: int, count: int) -> list[str]:
+    """The ids of device ``slot``'s keyframe and ``count`` frames (the recorder's ids are hashes
+    of pixels; the collector only needs 32 hex digits)."""
+    return [hashlib.blake2b(f"{n}:{slot}:{f}".encode(), digest_size=16).hexdigest()
+            for f in range(count + 1)]  # fmt: skip
+
+
+def _batch(frames: list[tuple[str, bytes]], tiles: dict[str, bytes]) -> FrameBatch:
+    from demotrace.lake import unpack_manifest
+
+    all_keys = sorted({k.hex() for _f, m in frames for k in unpack_manifest(m)[3]})
+    missing = json.dumps({"tiles": all_keys, "frames": sorted(f for f, _m in frames)})
+    return FrameBatch(
+        missing=missing.encode(),
+        tiles=_ipc([("tile", k, d) for k, d in sorted(tiles.items())]),
+        frames=_ipc([("frame", f, m) for f, m in frames]),
+        n_frames=len(frames),
+        n_tiles=len(tiles),
+        tile_bytes=sum(len(d) for d in tiles.values()),
+        manifest_bytes=sum(len(m) for _f, m in frames),
+    )
+
+
+def make_keyframe(n: int, slot: int) -> FrameBatch:
+    """Device ``slot``'s first frame: its start screen, every distinct tile of it."""
+    from demotrace.lake import pack_manifest
+
+    _rgb, _bodies, keys, encoded = _base(slot % SCREEN_VARIANTS)
+    manifest = pack_manifest(*SCREEN, TILE, [bytes.fromhex(k) for k in keys])
+    return _batch([(frame_ids(n, slot, 0)[0], manifest)], dict(encoded))
+
+
+def make_frames(n: int, slot: int, first: int, count: int, ids: list[str], tpf: int) -> FrameBatch:
+    """Frames ``first .. first+count-1`` of device ``slot`` (after its keyframe): from its start
+    screen, ``tpf`` tiles of text change per frame; one batch of manifests and new tiles."""
     from PIL import Image, ImageDraw
 
     from demotrace.lake import content_hash, pack_manifest
-    from demotrace.store.frames import encode_tile, grid_shape, tile_rect
+    from demotrace.store.frames import encode_tile, tile_rect
 
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng([n, slot, first])
     w, h = SCREEN
-    rgb, bodies = _draw_screen(rng)
-    cols, rows = grid_shape(w, h, TILE)
-    keys: list[str] = []
-    encoded: dict[str, bytes] = {}
-    by_pixels: dict[bytes, str] = {}
-    for i in range(cols * rows):
-        x0, y0, x1, y1 = tile_rect(i, w, h, TILE)
-        px = np.ascontiguousarray(rgb[y0:y1, x0:x1])
-        key = by_pixels.get(px.tobytes())
-        if key is None:
-            data = encode_tile(_bgrx(px))
-            key = content_hash(data)
-            by_pixels[px.tobytes()] = key
-            encoded[key] = data
-        keys.append(key)
-
-    def manifest() -> bytes:
-        return pack_manifest(w, h, TILE, [bytes.fromhex(k) for k in keys])
-
-    def batch(frames: list[tuple[str, bytes]], tiles: dict[str, bytes]) -> FrameBatch:
-        all_keys = sorted({k.hex() for _f, m in frames for k in _manifest_keys(m)})
-        missing = json.dumps({"tiles": all_keys, "frames": sorted(f for f, _m in frames)})
-        return FrameBatch(
-            missing=missing.encode(),
-            tiles=_ipc([("tile", k, d) for k, d in sorted(tiles.items())]),
-            frames=_ipc([("frame", f, m) for f, m in frames]),
-            n_frames=len(frames),
-            n_tiles=len(tiles),
-            tile_bytes=sum(len(d) for d in tiles.values()),
-            manifest_bytes=sum(len(m) for _f, m in frames),
-        )
-
-    first = manifest()
-    ids = [content_hash(first)]
-    keyframe = batch([(ids[0], first)], encoded)
-    # cells inside the windows' text areas: where typing, scrolling and selection change tiles
+    base, bodies, base_keys, encoded = _base(slot % SCREEN_VARIANTS)
+    rgb, keys = base.copy(), list(base_keys)
     cells = [
         i
-        for i in range(cols * rows)
-        if any(
-            bx0 <= tile_rect(i, w, h, TILE)[0] and tile_rect(i, w, h, TILE)[2] <= bx1
-            and by0 <= tile_rect(i, w, h, TILE)[1] and tile_rect(i, w, h, TILE)[3] <= by1
-            for bx0, by0, bx1, by1 in bodies
-        )
-    ] or list(range(cols * rows))
+        for i, (x0, y0, x1, y1) in ((i, tile_rect(i, w, h, TILE)) for i in range(len(keys)))
+        if any(bx0 <= x0 and x1 <= bx1 and by0 <= y0 and y1 <= by1 for bx0, by0, bx1, by1 in bodies)
+    ] or list(range(len(keys)))
     seen = set(encoded)
-    batches: list[FrameBatch] = []
-    pending: list[tuple[str, bytes]] = []
+    frames: list[tuple[str, bytes]] = []
     new_tiles: dict[str, bytes] = {}
-    for f in range(n_frames):
+    for f in range(first, first + count):
         start = int(rng.integers(len(cells)))
-        for j in range(tiles_per_frame):
+        for j in range(tpf):
             i = cells[(start + j) % len(cells)]
             x0, y0, x1, y1 = tile_rect(i, w, h, TILE)
-            while True:
+            while True:  # text in a few lines; the device, frame and tile in it: all distinct
                 tile = Image.new("RGB", (x1 - x0, y1 - y0), (250, 250, 250))
                 d = ImageDraw.Draw(tile)
                 for line in range(int(rng.integers(1, 4))):
-                    x = -int(rng.integers(0, 48))
-                    y = int(rng.integers(0, 12)) + 18 * line
-                    text = f"{_words(rng, 2, 5)} {seed}:{f}:{j}"
                     ink = tuple(int(v) for v in rng.integers(0, 90, size=3))
-                    d.text((x, y), text, fill=ink, font=_FONT)
+                    text = f"{rng.choice(_WORDS)} {n}.{slot}.{f}.{j}"
+                    d.text((-int(rng.integers(0, 24)), 2 + 20 * line), text, fill=ink, font=_FONT)
                 px = np.array(tile)
                 data = encode_tile(_bgrx(px))
                 key = content_hash(data)
@@ -291,23 +311,13 @@ def _frames(seed: int, n_frames: int, per_batch: int, tiles_per_frame: int) -> t
             new_tiles[key] = data
             rgb[y0:y1, x0:x1] = px
             keys[i] = key
-        m = manifest()
-        pending.append((content_hash(m), m))
-        ids.append(pending[-1][0])
-        if len(pending) == per_batch or f == n_frames - 1:
-            batches.append(batch(pending, new_tiles))
-            pending, new_tiles = [], {}
-    return keyframe, batches, ids
+        frames.append((ids[f], pack_manifest(w, h, TILE, [bytes.fromhex(k) for k in keys])))
+    return _batch(frames, new_tiles)
 
 
-def _manifest_keys(manifest: bytes) -> list[bytes]:
-    from demotrace.lake import unpack_manifest
-
-    return unpack_manifest(manifest)[3]
-
-
-def _segments(slot: int, n_segments: int, rows: int, frame_ids: list[str]) -> list[Segment]:
-    """One device's segments: slices of the day, renumbered, FRAME rows on the device's frames."""
+def make_segments(slot: int, first_k: int, count: int, rows: int, ids: list[str]) -> list[Segment]:
+    """Segments ``first_k ..`` of device ``slot``: slices of the day, renumbered (seq from
+    ``first_k * rows + 1``, t_ns rising), their FRAME rows on the device's frames in turn."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -317,22 +327,18 @@ def _segments(slot: int, n_segments: int, rows: int, frame_ids: list[str]) -> li
     day = _DAY
     slices = day.num_rows // rows
     out = []
-    t_cursor = 10**12 + slot * 10**9
-    next_frame = 0
-    for k in range(n_segments):
+    for k in range(first_k, first_k + count):
         part = day.slice(((slot * 11 + k) % slices) * rows, rows)
         first = k * rows + 1
         old_seq = part.column("seq").to_numpy()
         shift = first - int(old_seq[0])
         t = part.column("t_ns").to_numpy()
-        t_new = t - int(t[0]) + t_cursor
-        t_cursor = int(t_new.max()) + 10_000_000
+        t_new = t - int(t[0]) + 10**12 + slot * 10**9 + k * 200 * 10**9  # ~2.5 min a segment
         kinds = part.column("kind").to_numpy()
         data = part.column("data").to_pylist()
-        for i in np.flatnonzero(kinds == int(Kind.FRAME)):
+        for n_ref, i in enumerate(np.flatnonzero(kinds == int(Kind.FRAME))):
             row = json.loads(data[i])
-            row["frame"] = frame_ids[next_frame % len(frame_ids)]
-            next_frame += 1
+            row["frame"] = ids[(k * 64 + n_ref) % len(ids)]
             if "for_seq" in row:
                 row["for_seq"] = int(row["for_seq"]) + shift
             data[i] = json.dumps(row, separators=(",", ":"))
@@ -341,22 +347,15 @@ def _segments(slot: int, n_segments: int, rows: int, frame_ids: list[str]) -> li
         table = table.set_column(9, "data", pa.array(data, pa.string()))
         table = table.select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA)
         sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="zstd")
+        pq.write_table(table, sink, compression="zstd")  # as Syncer._send_segment
         body = sink.getvalue().to_pybytes()
         digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
         out.append(Segment(first, first + rows - 1, rows, body, f"sha-256=:{digest}:"))
     return out
 
 
-def make_device(
-    n: int, slot: int, frames: int, segments: int, rows: int, tiles_per_frame: int
-) -> DevicePayload:
-    """Everything device ``slot`` of the ``n``-device run sends (runs in a pool process)."""
-    seed = n * 1000 + slot
-    per_batch = min(BATCH_FRAMES, max(1, frames))
-    keyframe, batches, ids = _frames(seed, frames, per_batch, tiles_per_frame)
-    segs = _segments(slot, segments, rows, ids)
-    session = {
+def _session(slot: int) -> dict[str, Any]:
+    return {
         "started_wall_ns": time.time_ns() - 3600 * 10**9,
         "started_mono_ns": 10**12 + slot * 10**9,
         "ended_mono_ns": None,
@@ -365,22 +364,44 @@ def make_device(
         "event_model": EVENT_MODEL,
         "info": {"bench": "ingest", "slot": slot},
     }
-    return DevicePayload(slot, session, keyframe, batches, segs)
 
 
 def prepare(
     counts: tuple[int, ...], frames_total: int, segments_total: int, rows: int, tpf: int
 ) -> dict[int, list[DevicePayload]]:
+    """Every device's payload for each device count, made in a process pool."""
     path = str(day_path())
-    jobs = {}
     with concurrent.futures.ProcessPoolExecutor(
         max_workers=os.cpu_count() or 2, initializer=_pool_init, initargs=(path,)
     ) as pool:
+        plan = {}
         for n in counts:
-            f, s = frames_total // n, max(1, segments_total // n)
+            n_frames, n_segs = frames_total // n, max(1, segments_total // n)
             for slot in range(n):
-                jobs[n, slot] = pool.submit(make_device, n, slot, f, s, rows, tpf)
-        return {n: [jobs[n, slot].result() for slot in range(n)] for n in counts}
+                ids = frame_ids(n, slot, n_frames)
+                key = pool.submit(make_keyframe, n, slot)
+                fr = [
+                    pool.submit(make_frames, n, slot, f, min(BATCH_FRAMES, n_frames + 1 - f),
+                                ids, tpf)
+                    for f in range(1, n_frames + 1, BATCH_FRAMES)
+                ]  # fmt: skip
+                segs = [
+                    pool.submit(make_segments, slot, k, min(16, n_segs - k), rows, ids)
+                    for k in range(0, n_segs, 16)
+                ]
+                plan[n, slot] = (key, fr, segs)
+        out: dict[int, list[DevicePayload]] = {}
+        for (n, slot), (key, fr, segs) in plan.items():
+            out.setdefault(n, []).append(
+                DevicePayload(
+                    slot,
+                    _session(slot),
+                    key.result(),
+                    [f.result() for f in fr],
+                    [s for part in segs for s in part.result()],
+                )
+            )
+        return out
 
 
 # ------------------------------------------------------------------------------ bare endpoint
@@ -388,7 +409,7 @@ def bare_app(root: Path) -> Any:
     """The baseline: the collector's route shapes; each body stored as the collector's lake
     would hold it (``FsBlobs``: temp + fsync + rename), nothing checked, no database."""
     import pyarrow as pa
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
     from fastapi.concurrency import run_in_threadpool
 
     from demotrace.collector.blobs import FsBlobs
@@ -602,7 +623,9 @@ def _check(r: Any, what: str) -> dict[str, Any]:
 def _send_batch(c: Any, b: FrameBatch, stats: Counter[str]) -> dict[str, float]:
     t0 = time.perf_counter()
     need = _check(
-        c.post("/v1/blobs/missing", content=b.missing, headers={"Content-Type": "application/json"}),
+        c.post(
+            "/v1/blobs/missing", content=b.missing, headers={"Content-Type": "application/json"}
+        ),
         "missing",
     )
     t1 = time.perf_counter()
@@ -915,7 +938,9 @@ def main() -> None:
     console.print(f"preparing payloads for {counts} devices ...")
     payloads = prepare(counts, args.frames, args.segments, args.segment_rows, args.tiles_per_frame)
     if args.profile and 8 not in payloads:
-        payloads |= prepare((8,), args.frames, args.segments, args.segment_rows, 8)
+        payloads |= prepare(
+            (8,), args.frames, args.segments, args.segment_rows, args.tiles_per_frame
+        )
     prep_s = time.perf_counter() - t_start
     summary = payload_summary(payloads)
     console.print(

@@ -42,6 +42,7 @@ _HEX32 = re.compile(r"[0-9a-f]{32}")
 _DEVICE = re.compile(r"d-[0-9a-f]{12}")
 _FRAME_REF = r'"frame":\s*"(?P<frame>[0-9a-f]{32})"'
 MiB = 1024 * 1024
+_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I
 
 
 class Problem(Exception):
@@ -151,7 +152,9 @@ class Service:
 
     def new_enroll_code(self, ttl_s: int | None = None, note: str | None = None) -> dict[str, Any]:
         """A one-time code for ``demotrace enroll``, valid for ``ttl_s`` seconds."""
-        code = secrets.token_urlsafe(15)
+        # 100 bits in groups a person can read out; never starting with "-" (a command-line flag)
+        raw = "".join(secrets.choice(_CODE_ALPHABET) for _ in range(20))
+        code = "-".join(raw[i : i + 5] for i in range(0, 20, 5))
         created = now_ns()
         expires = created + int((ttl_s or self.config.enroll_ttl_s) * 1e9)
         with self.engine.begin() as conn:
@@ -169,7 +172,9 @@ class Service:
         secret = secrets.token_urlsafe(32)
         with self.engine.begin() as conn:
             row = conn.execute(
-                sa.select(T.enroll_codes).where(T.enroll_codes.c.code_hash == _sha(code or ""))
+                sa.select(T.enroll_codes).where(
+                    T.enroll_codes.c.code_hash == _sha((code or "").strip().upper())
+                )
             ).fetchone()
             if row is None or row.used_ns is not None or row.expires_ns < now:
                 why = (
