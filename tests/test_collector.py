@@ -117,7 +117,15 @@ def _all_bytes(folder: Path) -> bytes:
 
 
 def _totals(c: Collector) -> dict[str, int]:
-    return json.loads(c.admin("totals", "--json"))
+    """The collector's aggregate counts, read in this process (a CLI run costs seconds)."""
+    from demotrace.collector.service import Config, Service
+
+    cfg = Config.in_folder(c.data_dir)
+    svc = Service(Config(c.db or cfg.db_url, c.blobs or cfg.blobs_url))
+    try:
+        return svc.totals()
+    finally:
+        svc.close()
 
 
 def _canary_session(root: Path) -> int:
