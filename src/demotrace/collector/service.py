@@ -445,6 +445,16 @@ class Service:
                 manifests[key] = (data, _check_manifest(key, data))
             else:
                 raise Problem(422, f"Blob kind {kind!r} is neither 'tile' nor 'frame'.")
+        if manifests:  # checked before anything is stored
+            needed = sorted({t for _data, ts in manifests.values() for t in ts} - set(tiles))
+            missing = self.missing_blobs(device, needed, [])["tiles"] if needed else []
+            if missing:
+                raise Problem(
+                    409,
+                    f"{len(missing)} tile(s) these frames use are not uploaded "
+                    "by this device yet; send them first.",
+                    missing_tiles=missing[:100],
+                )
         now = now_ns()
         stored = {"tiles": 0, "frames": 0, "existing": 0}
         with self.engine.connect() as conn:
@@ -471,15 +481,6 @@ class Service:
         stored["tiles"] = len(set(tiles) - present)
         stored["existing"] += len(set(tiles) & present)
         if manifests:
-            needed = sorted({t for _data, ts in manifests.values() for t in ts} - set(tiles))
-            missing = self.missing_blobs(device, needed, [])["tiles"] if needed else []
-            if missing:
-                raise Problem(
-                    409,
-                    f"{len(missing)} tile(s) these frames use are not uploaded "
-                    "by this device yet; send them first.",
-                    missing_tiles=missing[:100],
-                )
             with self.engine.connect() as conn:
                 have = set()
                 for part in _chunks(sorted(manifests), 500):
