@@ -130,6 +130,7 @@ _DAY: Any = None  # the workday table, loaded once per pool process
 _FONT: Any = None
 _BASES: dict[int, tuple[np.ndarray, list[tuple[int, int, int, int]], list[str], dict[str, bytes]]]
 _BASES = {}
+_STRIPS: list[np.ndarray] | None = None
 SCREEN_VARIANTS = 4  # devices start from one of these screens (their keyframes, untimed)
 _VOCABULARY = (
     "report quarterly budget review meeting notes draft summary customer order invoice team "
@@ -270,11 +271,26 @@ def make_keyframe(n: int, slot: int) -> FrameBatch:
     return _batch([(frame_ids(n, slot, 0)[0], manifest)], dict(encoded))
 
 
+def _strips() -> list[np.ndarray]:
+    """Lines of text rendered once per process (alpha, 0-1): tiles are cut from them."""
+    global _STRIPS
+    if _STRIPS is None:
+        from PIL import Image, ImageDraw
+
+        rng = np.random.default_rng(7)
+        _STRIPS = []
+        for _ in range(64):
+            img = Image.new("L", (1000, 18), 0)
+            ImageDraw.Draw(img).text((0, 2), _words(rng, 8, 16), fill=255, font=_FONT)
+            alpha = np.asarray(img, np.float32)[..., None] / 255
+            inked = np.flatnonzero(alpha.max(axis=(0, 2)))
+            _STRIPS.append(alpha[:, : max(int(inked[-1]) + 1, 2 * TILE)])
+    return _STRIPS
+
+
 def make_frames(n: int, slot: int, first: int, count: int, ids: list[str], tpf: int) -> FrameBatch:
     """Frames ``first .. first+count-1`` of device ``slot`` (after its keyframe): from its start
     screen, ``tpf`` tiles of text change per frame; one batch of manifests and new tiles."""
-    from PIL import Image, ImageDraw
-
     from demotrace.lake import content_hash, pack_manifest
     from demotrace.store.frames import encode_tile, tile_rect
 
@@ -287,6 +303,7 @@ def make_frames(n: int, slot: int, first: int, count: int, ids: list[str], tpf: 
         for i, (x0, y0, x1, y1) in ((i, tile_rect(i, w, h, TILE)) for i in range(len(keys)))
         if any(bx0 <= x0 and x1 <= bx1 and by0 <= y0 and y1 <= by1 for bx0, by0, bx1, by1 in bodies)
     ] or list(range(len(keys)))
+    strips = _strips()
     seen = set(encoded)
     frames: list[tuple[str, bytes]] = []
     new_tiles: dict[str, bytes] = {}
@@ -295,14 +312,17 @@ def make_frames(n: int, slot: int, first: int, count: int, ids: list[str], tpf: 
         for j in range(tpf):
             i = cells[(start + j) % len(cells)]
             x0, y0, x1, y1 = tile_rect(i, w, h, TILE)
-            while True:  # text in a few lines; the device, frame and tile in it: all distinct
-                tile = Image.new("RGB", (x1 - x0, y1 - y0), (250, 250, 250))
-                d = ImageDraw.Draw(tile)
+            tw, th = x1 - x0, y1 - y0
+            while True:  # one to three lines of text, in inks of their own: all distinct
+                tile = np.full((th, tw, 3), 250.0, np.float32)
                 for line in range(int(rng.integers(1, 4))):
-                    ink = tuple(int(v) for v in rng.integers(0, 90, size=3))
-                    text = f"{rng.choice(_WORDS)} {n}.{slot}.{f}.{j}"
-                    d.text((-int(rng.integers(0, 24)), 2 + 20 * line), text, fill=ink, font=_FONT)
-                px = np.array(tile)
+                    strip = strips[int(rng.integers(len(strips)))]
+                    x = int(rng.integers(0, strip.shape[1] - tw))
+                    y = min(int(rng.integers(0, 6)) + 20 * line, th - strip.shape[0])
+                    ink = rng.integers(0, 90, size=3).astype(np.float32)
+                    a = strip[:, x : x + tw]
+                    tile[y : y + a.shape[0]] = tile[y : y + a.shape[0]] * (1 - a) + ink * a
+                px = tile.astype(np.uint8)
                 data = encode_tile(_bgrx(px))
                 key = content_hash(data)
                 if key not in seen:
@@ -724,6 +744,7 @@ def run_phase(
             "p99": float(np.percentile(lat, 99)),
             "max": float(lat.max()),
         },
+        "latencies_ms": [[round(u["unit"] * 1000, 2) for u in dev] for dev in times],
         "server_cpu_s": cpu.get("server", 0.0),
         "db_cpu_s": cpu.get("db", 0.0),
         "client_cpu_s": client_cpu,

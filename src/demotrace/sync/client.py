@@ -326,11 +326,17 @@ class Syncer:
         return max((int(seg["last_seq"]) for seg in state["segments"]), default=-1)
 
     def _events(self, sid: int, after: int, cutoff_t: int) -> pa.Table:
+        """The rows after seq ``after`` up to the first one still inside the review period: a
+        contiguous run of seq, so a segment's range never skips a row that must come later."""
         rows = self.db.execute(
             "SELECT seq, t_ns, kind, x, y, code, state, value, name, data FROM events "
-            "WHERE session = ? AND seq > ? AND t_ns <= ? ORDER BY seq LIMIT ?",
-            (sid, after, cutoff_t, self.segment_rows),
+            "WHERE session = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (sid, after, self.segment_rows),
         ).fetchall()
+        for i, row in enumerate(rows):
+            if row[1] > cutoff_t:
+                rows = rows[:i]
+                break
         if not rows:
             return EVENT_SCHEMA.empty_table()
         cols = list(zip(*rows, strict=True))
