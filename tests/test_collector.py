@@ -174,7 +174,7 @@ def test_two_server_processes_share_one_database_and_lake(
     store = home / "store"
     _session(store, 1)
     _session(store, 2)
-    one = backend.collector().start()
+    one = backend.collector(workers=2).start()  # uvicorn workers in one process group too
     two = Collector(backend.folder, db=backend.db, blobs=backend.blobs, env=backend.env)
     two.admin_token = one.admin_token
     try:
@@ -323,6 +323,10 @@ def test_forget_a_span_deletes_only_that_span(backend: Backend, home: Path, caps
             store.close()
         assert _sync(capsys)["deletions"] == 1
         assert _totals(c)["events"] == kept
+        # `forget --last` is a wall-clock span: everything recorded in it goes, on both sides
+        assert main(["forget", "--last", "3650d"]) == 0
+        assert _sync(capsys)["deletions"] == 1
+        assert _totals(c)["events"] == 0 and _totals(c)["frames"] == 0
 
 
 # -- schema and errors ------------------------------------------------------------------------

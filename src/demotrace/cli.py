@@ -205,21 +205,23 @@ def cmd_consent(args: argparse.Namespace) -> int:
 
 
 # -- pause / resume / status / forget --------------------------------------------------------
-_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
+_DURATION = re.compile(
+    r"^(?:(\d+(?:\.\d+)?)d)?(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$"
+)
 
 
 def parse_duration(text: str) -> float:
-    """Seconds in "15m", "90s", "1h30m", "2h" (a bare number is minutes)."""
+    """Seconds in "15m", "90s", "1h30m", "2h", "7d" (a bare number is minutes)."""
     text = text.strip().lower()
     if re.fullmatch(r"\d+(?:\.\d+)?", text):
         return float(text) * 60
     m = _DURATION.match(text)
     if not text or m is None or not any(m.groups()):
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a duration; write it like 15m, 90s, 1h30m"
+            f"{text!r} is not a duration; write it like 15m, 90s, 1h30m, 7d"
         )
-    h, mi, se = (float(g) if g else 0.0 for g in m.groups())
-    return h * 3600 + mi * 60 + se
+    d, h, mi, se = (float(g) if g else 0.0 for g in m.groups())
+    return d * 86400 + h * 3600 + mi * 60 + se
 
 
 def cmd_pause(args: argparse.Namespace) -> int:

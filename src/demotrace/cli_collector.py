@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import time
 from pathlib import Path
 from typing import Any
@@ -18,11 +17,11 @@ err = Console(stderr=True)
 
 
 def _duration(text: str) -> int:
-    """Seconds from ``90``, ``90s``, ``15m``, ``12h``, ``7d``."""
-    m = re.fullmatch(r"\s*(\d+)\s*([smhd]?)\s*", text)
-    if not m:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 15m, 12h or 7d")
-    return int(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+    """Whole seconds of a duration (``90s``, ``15m``, ``12h``, ``7d``; a bare number is seconds
+    here, as in ``--ttl 90``)."""
+    from demotrace.cli import parse_duration
+
+    return int(text) if text.strip().isdigit() else round(parse_duration(text))
 
 
 def _config(args: argparse.Namespace) -> Any:
