@@ -28,27 +28,31 @@ the three servers:
   recorder's JSON), renumbered per device (seq and t_ns rise across a device's segments), their
   FRAME rows pointing at frames that device uploaded; Parquet with zstd, as the sync client writes
   them, with their ``Content-Digest``;
-- frames: per device a 1920x1080 screen drawn like a desktop (windows, title bars, lines of text),
-  cut into 64x64 tiles (lossless WebP by ``demotrace.store.frames.encode_tile``), then frames
-  where ``--tiles-per-frame`` (8) tiles of text change; each frame's manifest
-  (``lake.pack_manifest``, 510 tile keys) and its new tiles. Every tile is distinct, across devices
-  too, so nothing dedups away (the collector's answers are checked: ``existing`` stays 0). A frame
-  batch is what the sync client sends for one segment: ``POST /v1/blobs/missing`` (every tile key
-  of the batch's manifests, and the frame ids), ``POST /v1/blobs`` with the new tiles, ``POST
-  /v1/blobs`` with the manifests.
+- frames: per device a 1920x1080 screen drawn like a desktop (windows, title bars, lines of text;
+  one of four, so the untimed keyframes may share tiles), cut into 64x64 tiles (lossless WebP by
+  ``demotrace.store.frames.encode_tile``), then frames where ``--tiles-per-frame`` (8) tiles of
+  text change; each frame's manifest (``lake.pack_manifest``, 510 tile keys) and its new tiles.
+  Every timed tile is distinct, across devices too, so nothing dedups away (the collector's
+  answers are checked: ``existing`` stays 0). A frame batch is what the sync client sends for one
+  segment: ``POST /v1/blobs/missing`` (every tile key of the batch's manifests, and the frame
+  ids), ``POST /v1/blobs`` with the new tiles, ``POST /v1/blobs`` with the manifests.
 
 Simulated devices: one thread per device, each with its own ``httpx.Client``. Untimed setup per
 device: enrolment (admin API), ``PUT /v1/sessions/1``, the first full frame (keyframe) upload.
 Then all devices start together and send their batches (frames) or segments (events) one after
-the other. Totals are fixed per run and split among the devices: ``--segments`` segments (128) and
-``--frames`` frames (1,024) in batches of up to 32. For each device count, frames run first on
+the other. Totals are fixed per run and split among the devices: ``--segments`` segments (128)
+and ``--frames`` frames (512) in batches of up to 32. For each device count, frames run first on
 every server, then events (the segments show the uploaded frames); the order of the servers
-rotates between device counts.
+rotates between device counts. The bare endpoint's events runs are short, so each is run three
+times (it stores the same files again) and the median kept.
 
 Latency is one unit: a segment's PUT, or a frame batch's three requests. Throughput is the run's
 total over the wall time from the common start to the last device's end. CPU is the server's
 (its process tree, from ``/proc``), PostgreSQL's (the postmaster's tree) and this client's.
-Client and servers share the machine's cores. Writes ``bench/out/ingest.json``.
+Client and servers share the machine's cores. With ``--profile``, a fresh SQLite collector gets
+the 8-device uploads once more with py-spy attached (``--idle``, 250 Hz); the samples are sorted
+into kinds of work, and the raw stacks kept in ``bench/out/ingest-profile-*.txt``. Writes
+``bench/out/ingest.json``.
 """
 
 from __future__ import annotations
@@ -395,6 +399,7 @@ def prepare(
         max_workers=os.cpu_count() or 2, initializer=_pool_init, initargs=(path,)
     ) as pool:
         plan = {}
+        ids0 = frame_ids(0, 0, 0)  # the warm-up device: its keyframe and a small segment
         for n in counts:
             n_frames, n_segs = frames_total // n, max(1, segments_total // n)
             for slot in range(n):
@@ -410,7 +415,10 @@ def prepare(
                     for k in range(0, n_segs, 16)
                 ]
                 plan[n, slot] = (key, fr, segs)
-        out: dict[int, list[DevicePayload]] = {}
+        warm = (pool.submit(make_keyframe, 0, 0), pool.submit(make_segments, 0, 0, 1, 1000, ids0))
+        out: dict[int, list[DevicePayload]] = {
+            0: [DevicePayload(0, _session(0), warm[0].result(), [], warm[1].result())]
+        }
         for (n, slot), (key, fr, segs) in plan.items():
             out.setdefault(n, []).append(
                 DevicePayload(
@@ -717,18 +725,18 @@ def run_phase(
         raise RuntimeError(f"{target.name}: setup failed: {errors[0]!r}") from errors[0]
     pids = target.pids()
     cpu0 = {k: tree_cpu(v) for k, v in pids.items()}
-    me0 = tree_cpu(os.getpid())
+    me0 = time.process_time()  # this process only: the servers are its children
     t0 = time.perf_counter()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
     cpu = {k: tree_cpu(v) - cpu0[k] for k, v in pids.items()}
-    client_cpu = tree_cpu(os.getpid()) - me0
+    client_cpu = time.process_time() - me0
     if errors:
         raise RuntimeError(f"{target.name} {workload} x{n}: {errors[0]!r}") from errors[0]
     units = [u for dev in times for u in dev]
     lat = np.array([u["unit"] for u in units]) * 1000
-    total = Counter()
+    total: Counter[str] = Counter()
     for s in stats:
         total.update(s)
     out: dict[str, Any] = {
@@ -789,6 +797,134 @@ def run_phase(
     return out
 
 
+def warm_up(target: Target, payload: DevicePayload) -> dict[str, float]:
+    """One extra device's keyframe and a 1,000-row segment, before anything is measured: a fresh
+    server's one-time costs (imports on first use) stay out of the figures. Their latencies."""
+    import httpx
+
+    token = target.devices(1)[0]
+    with httpx.Client(base_url=target.url, headers={"Authorization": f"Bearer {token}"}) as c:
+        c.timeout = httpx.Timeout(300)
+        _check(c.put("/v1/sessions/1", json=payload.session), "session")
+        frames = _send_batch(c, payload.keyframe, Counter())["unit"]
+        segment = _send_segment(c, payload.segments[0], Counter())["unit"]
+    return {"keyframe_batch_ms": frames * 1000, "first_segment_ms": segment * 1000}
+
+
+# ---------------------------------------------------------------------------------- breakdown
+class _Clock:
+    """Time spent in wrapped functions, each call's time given to the innermost one, except
+    inside a call wrapped with ``absorb``: that one keeps everything below it."""
+
+    def __init__(self) -> None:
+        self.spent: Counter[str] = Counter()
+        self._stack: list[list[Any]] = []
+
+    def wrap(self, label: str, fn: Any, absorb: bool = False) -> Any:
+        def timed(*args: Any, **kw: Any) -> Any:
+            if self._stack and self._stack[-1][2]:
+                return fn(*args, **kw)
+            self._stack.append([time.perf_counter(), 0.0, absorb])
+            try:
+                return fn(*args, **kw)
+            finally:
+                start, inner, _absorb = self._stack.pop()
+                took = time.perf_counter() - start
+                self.spent[label] += took - inner
+                if self._stack:
+                    self._stack[-1][1] += took
+
+        return timed
+
+
+def breakdown(
+    folder: Path,
+    db_url: str | None,
+    payloads: list[DevicePayload],
+    warm: DevicePayload,
+    devices: int = 8,
+) -> dict[str, Any]:
+    """Where one segment's and one frame batch's time goes: ``Service`` called straight from
+    this process (no HTTP), one request at a time, its helpers timed by wrapping them (after
+    the warm-up device's uploads)."""
+    import sqlalchemy as sa
+
+    from demotrace.collector import db as T
+    from demotrace.collector import service as S
+
+    cfg = S.Config.in_folder(folder)
+    if db_url:
+        cfg.db_url = db_url
+    svc = S.Service(cfg)
+    clock = _Clock()
+    patches: list[tuple[Any, str, str]] = [
+        (S, "_read_events", "Parquet read, column check, cast"),
+        (S, "_frame_refs", "FRAME references"),
+        (S, "_not_tombstoned", "tombstone filter"),
+        (S, "_check_tile", "tile checks (BLAKE2b, WebP header)"),
+        (S, "_check_manifest", "manifest checks"),
+        (T, "insert_ignore", "database: inserts (insert_ignore)"),
+        (sa.engine.Connection, "execute", "database: other statements (incl. auth)"),
+        (sa.engine.Connection, "exec_driver_sql", "database: BEGIN, COMMIT"),
+        (sa.engine.Connection, "_commit_impl", "database: BEGIN, COMMIT"),
+        (S.Service, "missing_blobs", "database: missing-blob queries"),
+        (type(svc.blobs), "put", "lake writes (FsBlobs.put)"),
+    ]
+    saved = [(owner, name, owner.__dict__[name]) for owner, name, _ in patches]
+    out: dict[str, Any] = {}
+    try:
+        for owner, name, label in patches:
+            absorb = label.startswith("database")
+            setattr(owner, name, clock.wrap(label, owner.__dict__[name], absorb))
+        users = []
+        for p in [warm, *payloads[:devices]]:
+            token = svc.enroll(svc.new_enroll_code()["code"])["token"]
+            device = svc.device_for(token)
+            svc.put_session(device, 1, p.session)
+            svc.put_blobs(device, p.keyframe.tiles)
+            svc.put_blobs(device, p.keyframe.frames)
+            users.append((token, p))
+        token, p = users.pop(0)
+        digest = base64.b64decode(p.segments[0].digest.partition("=")[2].strip(":")).hex()
+        s0 = p.segments[0]
+        svc.put_segment(svc.device_for(token), 1, s0.first, s0.last, s0.body, digest)
+        for workload in ("frames", "events"):
+            clock.spent.clear()
+            total, units, items = 0.0, 0, 0
+            for token, p in users:
+                for unit in p.batches if workload == "frames" else p.segments:
+                    t0 = time.perf_counter()
+                    device = svc.device_for(token)
+                    if isinstance(unit, FrameBatch):
+                        asked = json.loads(unit.missing)
+                        svc.missing_blobs(device, asked["tiles"], asked["frames"])
+                        svc.put_blobs(device, unit.tiles)
+                        svc.put_blobs(device, unit.frames)
+                        items += unit.n_frames
+                    else:
+                        digest = base64.b64decode(unit.digest.partition("=")[2].strip(":")).hex()
+                        svc.put_segment(device, 1, unit.first, unit.last, unit.body, digest)
+                        items += unit.rows
+                    total += time.perf_counter() - t0
+                    units += 1
+            rest = total - sum(clock.spent.values())
+            parts = {**clock.spent, "the rest (SHA-256, seq checks, Arrow IPC, loops)": rest}
+            out[workload] = {
+                "units": units,
+                "items": items,
+                "ms_per_unit": total / units * 1000,
+                "us_per_item": total / items * 1e6,
+                "ms_per_unit_by_part": {
+                    k: v / units * 1000 for k, v in sorted(parts.items(), key=lambda kv: -kv[1])
+                },
+            }
+    finally:
+        for owner, name, fn in saved:
+            setattr(owner, name, fn)
+        svc.close()
+    return out
+
+
 # ------------------------------------------------------------------------------------ profile
 _CATEGORIES = (  # (label, substrings of a frame "function (file:line)"), leaf first wins
     ("lake writes (FsBlobs.put: temp, fsync, rename)", ("collector/blobs.py",)),
@@ -812,11 +948,23 @@ _IDLE = (
 )
 
 
+_REQUEST = ("collector/service.py", "collector/api.py", "collector/blobs.py", "collector/db.py")
+LOCK_WAIT = "SQLite write lock: waiting in BEGIN IMMEDIATE"
+POOL_WAIT = "waiting for a pooled database connection"
+
+
 def classify(stack: str) -> str:
+    """The kind of work of one sampled stack (root first, ``;``-separated, as py-spy writes)."""
     frames = stack.split(";")
     leaf = frames[-1]
+    in_request = any(m in f for f in frames for m in _REQUEST)
     if any(m in leaf for m in _IDLE) or "_run_once (asyncio" in leaf:
-        return "idle"
+        if not in_request:
+            return "idle"
+        if any("sqlalchemy/pool" in f for f in frames):
+            return POOL_WAIT
+    if any("_begin (demotrace/collector/db.py" in f for f in frames):
+        return LOCK_WAIT
     for frame in reversed(frames):
         for label, marks in _CATEGORIES:
             if any(m in frame for m in marks):
@@ -854,7 +1002,8 @@ def profile_run(
         run = run_phase(target, tokens, payloads, workload)
         spy_proc.send_signal(signal.SIGINT)
         spy_proc.wait(30)
-        result[workload] = {"run": run, **read_profile(raw), "raw": str(raw.relative_to(ROOT))}
+        where = str(raw.relative_to(ROOT)) if raw.is_relative_to(ROOT) else str(raw)
+        result[workload] = {"run": run, **read_profile(raw), "raw": where}
     return result
 
 
@@ -937,7 +1086,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="uvicorn workers of the collector")
     ap.add_argument("--segments", type=int, default=128, help="segments per run (all devices)")
     ap.add_argument("--segment-rows", type=int, default=20_000)
-    ap.add_argument("--frames", type=int, default=1024, help="frames per run (all devices)")
+    ap.add_argument("--frames", type=int, default=512, help="frames per run (all devices)")
     ap.add_argument("--tiles-per-frame", type=int, default=8, help="new tiles in each frame")
     ap.add_argument("--profile", action="store_true", help="py-spy the server (SQLite, 8 dev.)")
     ap.add_argument("--out", type=Path, default=OUT)
@@ -956,9 +1105,10 @@ def main() -> None:
     counts = tuple(int(x) for x in args.devices.split(","))
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
     t_start = time.perf_counter()
+    load_before = os.getloadavg()
     console.print(f"preparing payloads for {counts} devices ...")
     payloads = prepare(counts, args.frames, args.segments, args.segment_rows, args.tiles_per_frame)
-    if args.profile and 8 not in payloads:
+    if 8 not in payloads:  # the breakdown and the profile use the 8-device uploads
         payloads |= prepare(
             (8,), args.frames, args.segments, args.segment_rows, args.tiles_per_frame
         )
@@ -993,8 +1143,10 @@ def main() -> None:
                 t = CollectorTarget(work / "postgresql", "postgresql", args.workers, db=pg.url)
                 t.db_pid = int((pg.data / "postmaster.pid").read_text().split()[0])
                 targets.append(t)
+        warm = {}
         for t in targets:
             t.start()
+            warm[t.name] = warm_up(t, payloads[0][0])
         runs: list[dict[str, Any]] = []
         for k, n in enumerate(counts):
             tokens = {t.name: t.devices(n) for t in targets}
@@ -1002,6 +1154,12 @@ def main() -> None:
             for workload in ("frames", "events"):
                 for t in order:
                     r = run_phase(t, tokens[t.name], payloads[n], workload)
+                    if t.backend == "bare" and workload == "events":  # short: 3 runs, median
+                        again = [r] + [
+                            run_phase(t, tokens[t.name], payloads[n], workload) for _ in range(2)
+                        ]
+                        r = sorted(again, key=lambda x: x["wall_s"])[1]
+                        r["repeats_wall_s"] = [x["wall_s"] for x in again]
                     runs.append(r)
                     rate = (
                         f"{r['events_per_s']:,.0f} events/s"
@@ -1012,12 +1170,24 @@ def main() -> None:
                         f"  {t.name:22s} {workload:6s} x{n:<3d} {r['wall_s']:6.2f} s  {rate}  "
                         f"p50 {r['latency_ms']['p50']:.1f} ms  p99 {r['latency_ms']['p99']:.1f} ms"
                     )
+        parts = {}
+        for b in backends:
+            url = None
+            if b == "postgresql":
+                if pg_cm is None:
+                    continue
+                url = pg.new_database("breakdown")
+            parts[b] = breakdown(work / f"breakdown-{b}", url, payloads[8], payloads[0][0])
         profile = None
         if args.profile:
             prof_target = CollectorTarget(work / "profile", "sqlite", args.workers)
             prof_target.start()
             try:
+                warm_up(prof_target, payloads[0][0])
                 profile = profile_run(prof_target, payloads[8], args.out.parent)
+            except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+                notes.append(f"profile failed: {exc!r}")
+                console.print(f"[yellow]profile failed: {exc!r}[/]")
             finally:
                 prof_target.stop()
     finally:
@@ -1037,6 +1207,7 @@ def main() -> None:
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
+        "loadavg_before_after": [list(load_before), list(os.getloadavg())],
         "collector_workers": args.workers,
         "config": {
             "segments_per_run": args.segments,
@@ -1065,6 +1236,8 @@ def main() -> None:
             ),
         },
         "notes": notes,
+        "warm_up": warm,
+        "breakdown": parts,
         "profile": profile,
         "total_s": time.perf_counter() - t_start,
     }
@@ -1082,6 +1255,24 @@ def main() -> None:
         f"collector / bare time: events {'<=' if tg['ratio_met_events'] else '>'} {TARGET_RATIO}x, "
         f"frames {'<=' if tg['ratio_met_frames'] else '>'} {TARGET_RATIO}x "
         f"(worst {worst_ratio:.2f}x)"
+    )
+    for b, per in parts.items():
+        for workload, d in per.items():
+            unit = "segment" if workload == "events" else "frame batch"
+            top = ", ".join(
+                f"{k} {v:.1f}" for k, v in d["ms_per_unit_by_part"].items() if v >= 0.05
+            )
+            console.print(
+                f"breakdown {b} {workload}: {d['ms_per_unit']:.1f} ms per {unit} "
+                f"(one request at a time, no HTTP): {top}"
+            )
+    console.print(
+        "warm-up (first requests on each fresh server): "
+        + "; ".join(
+            f"{k} keyframe {v['keyframe_batch_ms']:.0f} ms, first segment "
+            f"{v['first_segment_ms']:.0f} ms"
+            for k, v in warm.items()
+        )
     )
     if profile:
         for workload, p in profile.items():

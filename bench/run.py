@@ -1,7 +1,9 @@
 """Run every benchmark; results go to bench/out/*.json (BENCHMARKS.md quotes them).
 
 python bench/run.py            # storm (3 rounds) + 10-minute workload + privacy + redactor
+                               # + reducer + build + collector ingest (with a py-spy profile)
 python bench/run.py --quick    # storm (1 round) + 2-minute workload + privacy + redactor
+                               # + reducer + build + collector ingest (a quarter of the uploads)
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ def main() -> None:
     hours = "1" if args.quick else "8"
     subprocess.run([sys.executable, HERE / "reduce.py", "--hours", hours], check=True)
     subprocess.run([sys.executable, HERE / "build_bench.py"], check=True)
+    ingest = ["--quick"] if args.quick else ["--profile"]
+    subprocess.run([sys.executable, HERE / "ingest.py", *ingest], check=True)
 
 
 if __name__ == "__main__":

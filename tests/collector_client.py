@@ -119,10 +119,15 @@ class Device:
         return self.http.put(f"/v1/sessions/{session}", json=session_meta(**meta))
 
     def put_segment(
-        self, session: int, first: int, last: int, body: bytes, **headers: str
+        self,
+        session: int | str,
+        first: int | str,
+        last: int | str,
+        body: bytes,
+        headers: dict[str, str | None] | None = None,
     ) -> httpx.Response:
-        h = {"Content-Digest": digest(body), "Content-Type": "application/octet-stream"}
-        h.update({k.replace("_", "-"): v for k, v in headers.items()})
+        """PUT a segment with its Content-Digest; ``headers`` override (None: leave out)."""
+        h = _headers({"Content-Digest": digest(body)}, headers)
         return self.http.put(
             f"/v1/sessions/{session}/segments/{first}-{last}", content=body, headers=h
         )
@@ -130,10 +135,10 @@ class Device:
     def put_blobs(self, items: list[tuple[str, str, bytes]]) -> httpx.Response:
         return self.post_blobs_raw(blob_batch(items))
 
-    def post_blobs_raw(self, body: bytes, **headers: str) -> httpx.Response:
-        h = {"Content-Type": "application/octet-stream"}
-        h.update({k.replace("_", "-"): v for k, v in headers.items()})
-        return self.http.post("/v1/blobs", content=body, headers=h)
+    def post_blobs_raw(
+        self, body: bytes, headers: dict[str, str | None] | None = None
+    ) -> httpx.Response:
+        return self.http.post("/v1/blobs", content=body, headers=_headers({}, headers))
 
     def missing(self, tiles: list[str], frames: list[str]) -> dict[str, list[str]]:
         r = self.http.post("/v1/blobs/missing", json={"tiles": tiles, "frames": frames})
@@ -142,6 +147,16 @@ class Device:
 
     def delete(self, request_id: str, **what: Any) -> httpx.Response:
         return self.http.post("/v1/deletions", json={"id": request_id, **what})
+
+
+def _headers(base: dict[str, str], extra: dict[str, str | None] | None) -> httpx.Headers:
+    h = httpx.Headers({"Content-Type": "application/octet-stream", **base})
+    for name, value in (extra or {}).items():
+        if value is None:
+            h.pop(name, None)
+        else:
+            h[name] = value
+    return h
 
 
 def tiles_for(seeds: range | list[int]) -> dict[str, bytes]:
@@ -155,7 +170,7 @@ def tiles_for(seeds: range | list[int]) -> dict[str, bytes]:
 
 # -- the lake -----------------------------------------------------------------------------------
 class LakeView:
-    """What the collector's lake holds: {key: SHA-256 of the bytes}, from a folder or S3."""
+    """What the collector's lake holds, {key: a digest of its bytes}, from a folder or S3."""
 
     def __init__(self, folder: Path | None = None, s3: Any = None, bucket: str = "") -> None:
         self.folder, self.s3, self.bucket = folder, s3, bucket
@@ -173,9 +188,8 @@ class LakeView:
         for page in self.s3.get_paginator("list_objects_v2").paginate(
             Bucket=self.bucket, Prefix="lake/"
         ):
-            for item in page.get("Contents", ()):
-                body = self.s3.get_object(Bucket=self.bucket, Key=item["Key"])["Body"].read()
-                out[item["Key"][len("lake/") :]] = hashlib.sha256(body).hexdigest()
+            for item in page.get("Contents", ()):  # the ETag of a plain PUT is its MD5
+                out[item["Key"][len("lake/") :]] = f"{item['ETag']}:{item['Size']}"
         return out
 
     def read(self, key: str) -> bytes:
