@@ -59,6 +59,8 @@ schemathesis.serializer.alias("application/toml", "text/plain")
 
 @dataclasses.dataclass
 class Target:
+    """The collector under test, an enrolled device on it and the admin credential."""
+
     collector: Collector
     device: Device
     admin_token: str
@@ -83,6 +85,7 @@ def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Target]:
 
 @pytest.fixture(scope="module")
 def api_schema(target: Target) -> OpenApiSchema:
+    """The schema the running server publishes."""
     return schemathesis.openapi.from_url(f"{target.collector.url}/openapi.json")
 
 

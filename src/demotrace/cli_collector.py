@@ -35,6 +35,10 @@ def _config(args: argparse.Namespace) -> Any:
         cfg.blobs_url = args.blobs
     if getattr(args, "retention_days", None):
         cfg.retention_days = args.retention_days
+    if getattr(args, "rate", None):
+        cfg.rate_per_s = args.rate
+    if getattr(args, "burst", None):
+        cfg.rate_burst = args.burst
     if getattr(args, "max_body_mb", None):
         cfg.max_segment_bytes = int(args.max_body_mb * 1024 * 1024)
     return cfg
@@ -209,6 +213,8 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     s.add_argument("--retention-days", type=int, help="delete sessions older than this")
     s.add_argument("--max-body-mb", type=float, help="largest segment accepted (default 64)")
+    s.add_argument("--rate", type=float, help="requests per second per device (default 200)")
+    s.add_argument("--burst", type=int, help="burst of requests per device (default 1000)")
     s.set_defaults(func=cmd_serve)
 
     a = sub.add_parser("admin", help="collector side: enrolment codes, devices, policy, purge")

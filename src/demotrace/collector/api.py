@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from demotrace import __version__
 from demotrace.collector.service import Config, Problem, Service
+from demotrace.errors import CollectorError
 
 log = logging.getLogger("demotrace.collector")
 ENV_CONFIG = "DEMOTRACE_COLLECTOR_CONFIG"
@@ -36,6 +37,30 @@ SESSION = Annotated[int, Path(ge=0, le=2**62, description="the session id on the
 SEQ = Annotated[int, Path(ge=0, le=2**62)]
 _bearer = HTTPBearer(auto_error=False, description="a device credential or the admin credential")
 Creds = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+async def _device(request: Request, creds: Creds) -> str:
+    """The device a request's credential belongs to (checked before its body is looked at),
+    within its rate limit."""
+    service: Service = request.app.state.service
+    device = await run_in_threadpool(service.device_for, creds.credentials if creds else None)
+    wait = request.app.state.limiter.take(device)
+    if wait:
+        raise Problem(
+            429,
+            "Too many requests from this device; slow down and retry.",
+            retry_after=max(1, round(wait)),
+        )
+    return device
+
+
+async def _admin(request: Request, creds: Creds) -> None:
+    service: Service = request.app.state.service
+    await run_in_threadpool(service.check_admin, creds.credentials if creds else None)
+
+
+Device = Annotated[str, Depends(_device)]
+Admin = Annotated[None, Depends(_admin)]
 
 
 # -- request and answer models ------------------------------------------------------------------
@@ -186,6 +211,7 @@ def create_app(service: Service) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.service = service
+    app.state.limiter = limiter
 
     @app.exception_handler(Problem)
     async def _problem(_req: Request, exc: Problem) -> JSONResponse:
@@ -202,6 +228,18 @@ def create_app(service: Service) -> FastAPI:
             parts.append(f"{where or 'the body'}: {e.get('msg')}")
         return JSONResponse({"error": "The request is not valid: " + "; ".join(parts) + "."}, 422)
 
+    @app.exception_handler(CollectorError)
+    async def _backend(req: Request, exc: CollectorError) -> JSONResponse:
+        log.error("%s %s: %s", req.method, req.url.path, exc)
+        return JSONResponse(
+            {
+                "error": "The collector cannot reach its database or blob store just now; nothing "
+                "of this request was kept. Retry later."
+            },
+            503,
+            headers={"Retry-After": "5"},
+        )
+
     @app.exception_handler(Exception)
     async def _bug(req: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error in %s %s", req.method, req.url.path)
@@ -216,20 +254,6 @@ def create_app(service: Service) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
         return JSONResponse({"error": str(exc.detail)}, exc.status_code)
-
-    async def device_of(creds: HTTPAuthorizationCredentials | None) -> str:
-        device = await run_in_threadpool(service.device_for, creds.credentials if creds else None)
-        wait = limiter.take(device)
-        if wait:
-            raise Problem(
-                429,
-                "Too many requests from this device; slow down and retry.",
-                retry_after=max(1, round(wait)),
-            )
-        return device
-
-    async def admin(creds: HTTPAuthorizationCredentials | None) -> None:
-        await run_in_threadpool(service.check_admin, creds.credentials if creds else None)
 
     @app.get("/v1/health", tags=["public"])
     async def health() -> dict[str, Any]:
@@ -247,30 +271,26 @@ def create_app(service: Service) -> FastAPI:
         return EnrollOut(**out)
 
     @app.get("/v1/device", tags=["device"])
-    async def whoami(creds: Creds) -> dict[str, Any]:
-        return {"device": await device_of(creds)}
+    async def whoami(device: Device) -> dict[str, Any]:
+        return {"device": device}
 
     @app.get("/v1/policy", tags=["device"])
-    async def policy(creds: Creds) -> dict[str, Any]:
-        await device_of(creds)
+    async def policy(device: Device) -> dict[str, Any]:
         current = await run_in_threadpool(service.current_policy)
         if current is None:
             raise Problem(404, "The collector has no policy yet; devices keep the one they have.")
         return current
 
     @app.get("/v1/sessions", tags=["device"])
-    async def sessions(creds: Creds) -> list[dict[str, Any]]:
-        device = await device_of(creds)
+    async def sessions(device: Device) -> list[dict[str, Any]]:
         return await run_in_threadpool(service.list_sessions, device)
 
     @app.get("/v1/sessions/{session}", tags=["device"])
-    async def session(session: SESSION, creds: Creds) -> dict[str, Any]:
-        device = await device_of(creds)
+    async def session(session: SESSION, device: Device) -> dict[str, Any]:
         return await run_in_threadpool(service.get_session, device, session)
 
     @app.put("/v1/sessions/{session}", tags=["device"])
-    async def put_session(session: SESSION, body: SessionIn, creds: Creds) -> dict[str, Any]:
-        device = await device_of(creds)
+    async def put_session(session: SESSION, body: SessionIn, device: Device) -> dict[str, Any]:
         if len(repr(body.info)) > 64 * 1024:
             raise Problem(413, "The session's info is over 64 KiB.")
         return await run_in_threadpool(service.put_session, device, session, body.model_dump())
@@ -285,10 +305,9 @@ def create_app(service: Service) -> FastAPI:
         first: SEQ,
         last: SEQ,
         request: Request,
-        creds: Creds,
+        device: Device,
         content_digest: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
-        device = await device_of(creds)
         digest = _digest(content_digest)
         body = await read_body(request, cfg.max_segment_bytes)
         return await run_in_threadpool(
@@ -296,19 +315,16 @@ def create_app(service: Service) -> FastAPI:
         )
 
     @app.post("/v1/blobs/missing", tags=["device"])
-    async def missing(body: MissingIn, creds: Creds) -> dict[str, list[str]]:
-        device = await device_of(creds)
+    async def missing(body: MissingIn, device: Device) -> dict[str, list[str]]:
         return await run_in_threadpool(service.missing_blobs, device, body.tiles, body.frames)
 
     @app.post("/v1/blobs", tags=["device"], openapi_extra={"requestBody": _BINARY})
-    async def put_blobs(request: Request, creds: Creds) -> dict[str, int]:
-        device = await device_of(creds)
+    async def put_blobs(request: Request, device: Device) -> dict[str, int]:
         body = await read_body(request, cfg.max_blob_batch_bytes)
         return await run_in_threadpool(service.put_blobs, device, body)
 
     @app.post("/v1/deletions", tags=["device"])
-    async def delete(body: DeletionIn, creds: Creds) -> dict[str, Any]:
-        device = await device_of(creds)
+    async def delete(body: DeletionIn, device: Device) -> dict[str, Any]:
         what = body.model_dump(exclude={"id"}, exclude_none=True)
         if "seq" in what and "session" not in what:
             raise Problem(422, "A seq span needs its session.")
@@ -318,27 +334,23 @@ def create_app(service: Service) -> FastAPI:
 
     # -- admin ------------------------------------------------------------------------------
     @app.post("/v1/admin/enroll-codes", tags=["admin"], status_code=201)
-    async def new_code(body: CodeIn, creds: Creds) -> dict[str, Any]:
-        await admin(creds)
+    async def new_code(body: CodeIn, _admin: Admin) -> dict[str, Any]:
         return await run_in_threadpool(service.new_enroll_code, body.ttl_s, body.note)
 
     @app.get("/v1/admin/devices", tags=["admin"])
-    async def devices(creds: Creds) -> list[dict[str, Any]]:
-        await admin(creds)
+    async def devices(_admin: Admin) -> list[dict[str, Any]]:
         return await run_in_threadpool(service.list_devices)
 
     @app.post("/v1/admin/devices/{device}/revoke", tags=["admin"])
     async def revoke(
-        device: Annotated[str, Path(pattern=r"^d-[0-9a-f]{12}$")], creds: Creds
+        device: Annotated[str, Path(pattern=r"^d-[0-9a-f]{12}$")], _admin: Admin
     ) -> dict[str, Any]:
-        await admin(creds)
         if not await run_in_threadpool(service.revoke, device):
             raise Problem(404, f"There is no active device {device}.")
         return {"device": device, "revoked": True}
 
     @app.put("/v1/admin/policy", tags=["admin"], openapi_extra={"requestBody": _POLICY})
-    async def put_policy(request: Request, creds: Creds) -> dict[str, Any]:
-        await admin(creds)
+    async def put_policy(request: Request, _admin: Admin) -> dict[str, Any]:
         body = await read_body(request, 256 * 1024)
         try:
             text = body.decode("utf-8")
@@ -347,13 +359,11 @@ def create_app(service: Service) -> FastAPI:
         return await run_in_threadpool(service.put_policy, text)
 
     @app.get("/v1/admin/totals", tags=["admin"])
-    async def totals(creds: Creds) -> dict[str, int]:
-        await admin(creds)
+    async def totals(_admin: Admin) -> dict[str, int]:
         return await run_in_threadpool(service.totals)
 
     @app.post("/v1/admin/purge", tags=["admin"])
-    async def purge(creds: Creds) -> dict[str, Any]:
-        await admin(creds)
+    async def purge(_admin: Admin) -> dict[str, Any]:
         gone = await run_in_threadpool(service.purge)
         return {"sessions": len(gone)}
 

@@ -258,6 +258,14 @@ class Service:
     # -- sessions ---------------------------------------------------------------------------
     def put_session(self, device: str, session: int, meta: dict[str, Any]) -> dict[str, Any]:
         """Create or update a session's description (idempotent). Its start cannot change."""
+        if _depth(meta) > 12:
+            raise Problem(422, "The session's description nests too deep (more than 12 levels).")
+        try:
+            text = json.dumps(meta, allow_nan=False)
+        except ValueError:
+            raise Problem(
+                422, "The session's description holds NaN or infinity; JSON has neither."
+            ) from None
         started = int(meta["started_wall_ns"])
         date = session_date(started)
         full = {"device": device, "session": session, "date": date, **meta}
@@ -275,7 +283,7 @@ class Service:
             if old is not None and self._tombstoned_session(conn, device, session):
                 return {"status": "deleted", "session": session}
             self.blobs.put(f"sessions/{device}/{session}.json", json.dumps(full, indent=1).encode())
-            values = {"meta": json.dumps(meta), "updated_ns": now}
+            values = {"meta": text, "updated_ns": now}
             if old is None:
                 if self._tombstoned_session(conn, device, session):
                     return {"status": "deleted", "session": session}
@@ -372,34 +380,40 @@ class Service:
 
     # -- blobs ------------------------------------------------------------------------------
     def missing_blobs(
-        self, device: str, tiles: list[str], frames: list[str]
+        self,
+        device: str,
+        tiles: list[str],
+        frames: list[str],
+        conn: sa.Connection | None = None,
     ) -> dict[str, list[str]]:
         """Which of these this device has not uploaded yet. Answers only about the device's own
         uploads, so nobody learns what other devices' screens showed."""
         for h in (*tiles, *frames):
             if not _HEX32.fullmatch(h):
                 raise Problem(422, f"{h!r} is not a blob hash (32 lower-case hex digits).")
+        if conn is None:
+            with self.engine.connect() as own:
+                return self.missing_blobs(device, tiles, frames, own)
         have_t: set[str] = set()
         have_f: set[str] = set()
-        with self.engine.connect() as conn:
-            for part in _chunks(sorted(set(tiles)), 500):
-                have_t.update(
-                    r[0]
-                    for r in conn.execute(
-                        sa.select(T.tile_owners.c.hash).where(
-                            T.tile_owners.c.device == device, T.tile_owners.c.hash.in_(part)
-                        )
+        for part in _chunks(sorted(set(tiles)), 500):
+            have_t.update(
+                r[0]
+                for r in conn.execute(
+                    sa.select(T.tile_owners.c.hash).where(
+                        T.tile_owners.c.device == device, T.tile_owners.c.hash.in_(part)
                     )
                 )
-            for part in _chunks(sorted(set(frames)), 500):
-                have_f.update(
-                    r[0]
-                    for r in conn.execute(
-                        sa.select(T.frames.c.frame).where(
-                            T.frames.c.device == device, T.frames.c.frame.in_(part)
-                        )
+            )
+        for part in _chunks(sorted(set(frames)), 500):
+            have_f.update(
+                r[0]
+                for r in conn.execute(
+                    sa.select(T.frames.c.frame).where(
+                        T.frames.c.device == device, T.frames.c.frame.in_(part)
                     )
                 )
+            )
         return {
             "tiles": sorted(set(tiles) - have_t),
             "frames": sorted(set(frames) - have_f),
@@ -445,9 +459,9 @@ class Service:
                 manifests[key] = (data, _check_manifest(key, data))
             else:
                 raise Problem(422, f"Blob kind {kind!r} is neither 'tile' nor 'frame'.")
-        if manifests:  # checked before anything is stored
-            needed = sorted({t for _data, ts in manifests.values() for t in ts} - set(tiles))
-            missing = self.missing_blobs(device, needed, [])["tiles"] if needed else []
+        needed = sorted({t for _data, ts in manifests.values() for t in ts} - set(tiles))
+        if needed:  # checked before anything is stored
+            missing = self.missing_blobs(device, needed, [])["tiles"]
             if missing:
                 raise Problem(
                     409,
@@ -456,63 +470,78 @@ class Service:
                     missing_tiles=missing[:100],
                 )
         now = now_ns()
-        stored = {"tiles": 0, "frames": 0, "existing": 0}
         with self.engine.connect() as conn:
-            present = set()
+            present: set[str] = set()  # on the collector, from any device
+            mine: set[str] = set()  # uploaded by this device before
             for part in _chunks(sorted(tiles), 500):
                 present.update(
                     r[0]
                     for r in conn.execute(sa.select(T.tiles.c.hash).where(T.tiles.c.hash.in_(part)))
                 )
+                mine.update(
+                    r[0]
+                    for r in conn.execute(
+                        sa.select(T.tile_owners.c.hash).where(
+                            T.tile_owners.c.device == device, T.tile_owners.c.hash.in_(part)
+                        )
+                    )
+                )
+            have: set[str] = set()
+            for part in _chunks(sorted(manifests), 500):
+                have.update(
+                    r[0]
+                    for r in conn.execute(
+                        sa.select(T.frames.c.frame).where(
+                            T.frames.c.device == device, T.frames.c.frame.in_(part)
+                        )
+                    )
+                )
         for key in sorted(tiles):
             if key not in present:
                 self.blobs.put(tile_key(key), tiles[key])  # before the row that makes it count
+        for key in sorted(manifests):
+            if key not in have:
+                self.blobs.put(frame_key(device, key), manifests[key][0])
         with self.engine.begin() as conn:
+            self._lock(conn, "tiles", shared=True)  # no tile sweep meanwhile
+            still: set[str] = set()
+            for part in _chunks(sorted(set(tiles) & present), 500):
+                still.update(
+                    r[0]
+                    for r in conn.execute(sa.select(T.tiles.c.hash).where(T.tiles.c.hash.in_(part)))
+                )
+            for key in sorted((set(tiles) & present) - still):  # swept since: write it again
+                self.blobs.put(tile_key(key), tiles[key])
             T.insert_ignore(
                 conn,
                 T.tiles,
-                [
-                    {"hash": k, "bytes": len(tiles[k]), "created_ns": now}
-                    for k in sorted(tiles)
-                    if k not in present
-                ],
+                [{"hash": k, "bytes": len(tiles[k]), "created_ns": now} for k in sorted(tiles)],
             )
             T.insert_ignore(conn, T.tile_owners, [{"device": device, "hash": k} for k in tiles])
-        stored["tiles"] = len(set(tiles) - present)
-        stored["existing"] += len(set(tiles) & present)
-        if manifests:
-            with self.engine.connect() as conn:
-                have = set()
-                for part in _chunks(sorted(manifests), 500):
-                    have.update(
-                        r[0]
-                        for r in conn.execute(
-                            sa.select(T.frames.c.frame).where(
-                                T.frames.c.device == device, T.frames.c.frame.in_(part)
-                            )
-                        )
+            if needed:  # a sweep may have taken a tile since the check above
+                gone = self.missing_blobs(device, needed, [], conn=conn)["tiles"]
+                if gone:
+                    raise Problem(
+                        409,
+                        f"{len(gone)} tile(s) these frames use were just removed; send them again.",
+                        missing_tiles=gone[:100],
                     )
-            for key in sorted(manifests):
-                if key not in have:
-                    self.blobs.put(frame_key(device, key), manifests[key][0])
-            with self.engine.begin() as conn:
-                T.insert_ignore(
-                    conn,
-                    T.frames,
-                    [
-                        {
-                            "device": device,
-                            "frame": k,
-                            "bytes": len(manifests[k][0]),
-                            "created_ns": now,
-                        }
-                        for k in sorted(manifests)
-                        if k not in have
-                    ],
-                )
-            stored["frames"] = len(set(manifests) - have)
-            stored["existing"] += len(set(manifests) & have)
-        return stored
+            T.insert_ignore(
+                conn,
+                T.frames,
+                [
+                    {"device": device, "frame": k, "bytes": len(manifests[k][0]), "created_ns": now}
+                    for k in sorted(manifests)
+                    if k not in have
+                ],
+            )
+        # Counted against this device's own uploads only: whether another device has shown the
+        # same pixels is nobody's business.
+        return {
+            "tiles": len(set(tiles) - mine),
+            "frames": len(set(manifests) - have),
+            "existing": len(set(tiles) & mine) + len(set(manifests) & have),
+        }
 
     # -- segments ---------------------------------------------------------------------------
     def put_segment(
@@ -529,48 +558,12 @@ class Service:
                 f"The segment's SHA-256 is {sha}, but the request says {digest}: "
                 "it was damaged on the way. Send it again.",
             )
-        with self.engine.connect() as conn:
-            srow = self._session_row(conn, device, session)
-            if srow is None:
-                raise Problem(
-                    409,
-                    f"Session {session} is not on the collector yet; PUT its "
-                    "description (/v1/sessions/{session}) first.",
-                )
-            clash = conn.execute(
-                sa.select(T.segments.c.first_seq, T.segments.c.last_seq, T.segments.c.digest).where(
-                    T.segments.c.device == device,
-                    T.segments.c.session == session,
-                    T.segments.c.first_seq <= last,
-                    T.segments.c.last_seq >= first,
-                )
-            ).fetchall()
-            stones = self._tombstones(conn, device, session)
-        for c in clash:
-            if (c.first_seq, c.last_seq) == (first, last) and c.digest == sha:
-                return {"status": "exists", "first": first, "last": last}
-        if clash:
-            ranges = ", ".join(f"{c.first_seq}-{c.last_seq}" for c in clash)
-            raise Problem(
-                409,
-                f"Events {first}-{last} of session {session} overlap what is "
-                f"stored ({ranges}). Ask GET /v1/sessions/{session} what is there and "
-                "send the rest.",
-                stored=[[c.first_seq, c.last_seq] for c in clash],
-            )
-        table = _read_events(body, self.config.max_rows)
+        table = _read_events(body, self.config.max_rows, self.config.max_segment_bytes * 4)
         seq = table.column("seq").to_numpy()
         if len(seq) and (seq[0] < first or seq[-1] > last or np.any(np.diff(seq) <= 0)):
             raise Problem(
                 422, f"The segment's seq numbers must rise strictly and lie within {first}-{last}."
             )
-        keep = _not_tombstoned(table, srow, stones)
-        dropped = 0
-        if keep is not None:
-            dropped = int((~keep).sum())
-            table = table.filter(pa.array(keep))
-            body = _write_events(table)
-            sha = hashlib.sha256(body).hexdigest()
         frames = _frame_refs(table)
         if frames:
             missing = self.missing_blobs(device, [], sorted(frames))["frames"]
@@ -581,40 +574,76 @@ class Service:
                     "yet; send them first.",
                     missing_frames=missing[:100],
                 )
-        key = (
-            f"events/date={srow.date}/device={device}/session={session}/"
-            f"seg-{first:012d}-{sha[:12]}.parquet"
-        )
-        self.blobs.put(key, body)
+        # Checking, writing and recording a segment is one step per session: a deletion or an
+        # overlapping upload of the same session waits for it.
         with self.engine.begin() as conn:
-            n = T.insert_ignore(
-                conn,
-                T.segments,
-                [
-                    {
-                        "device": device,
-                        "session": session,
-                        "first_seq": first,
-                        "last_seq": last,
-                        "rows": table.num_rows,
-                        "bytes": len(body),
-                        "digest": sha,
-                        "key": key,
-                        "created_ns": now_ns(),
+            self._lock(conn, "session", device, session)
+            srow = self._session_row(conn, device, session)
+            if srow is None:
+                raise Problem(
+                    409,
+                    f"Session {session} is not on the collector; PUT its description "
+                    f"(/v1/sessions/{session}) first.",
+                )
+            clash = conn.execute(
+                sa.select(T.segments.c.first_seq, T.segments.c.last_seq, T.segments.c.digest).where(
+                    T.segments.c.device == device,
+                    T.segments.c.session == session,
+                    T.segments.c.first_seq <= last,
+                    T.segments.c.last_seq >= first,
+                )
+            ).fetchall()
+            for c in clash:
+                if (c.first_seq, c.last_seq) == (first, last):  # a retry: it is there already
+                    return {
+                        "status": "exists",
+                        "first": first,
+                        "last": last,
+                        "identical": c.digest == sha,
                     }
+            if clash:
+                ranges = ", ".join(f"{c.first_seq}-{c.last_seq}" for c in clash)
+                raise Problem(
+                    409,
+                    f"Events {first}-{last} of session {session} overlap what is "
+                    f"stored ({ranges}). Ask GET /v1/sessions/{session} what is there and "
+                    "send the rest.",
+                    stored=[[c.first_seq, c.last_seq] for c in clash],
+                )
+            keep = _not_tombstoned(table, srow, self._tombstones(conn, device, session))
+            dropped = 0
+            if keep is not None:  # deleted meanwhile: those rows stay deleted
+                dropped = int((~keep).sum())
+                table = table.filter(pa.array(keep))
+                frames = _frame_refs(table)
+                body = _write_events(table)
+                sha = hashlib.sha256(body).hexdigest()
+            key = (
+                f"events/date={srow.date}/device={device}/session={session}/"
+                f"seg-{first:012d}-{sha[:12]}.parquet"
+            )
+            self.blobs.put(key, body)  # the file first, then the row that makes it count
+            conn.execute(
+                T.segments.insert().values(
+                    device=device,
+                    session=session,
+                    first_seq=first,
+                    last_seq=last,
+                    rows=table.num_rows,
+                    bytes=len(body),
+                    digest=sha,
+                    key=key,
+                    created_ns=now_ns(),
+                )
+            )
+            T.insert_ignore(
+                conn,
+                T.segment_frames,
+                [
+                    {"device": device, "session": session, "first_seq": first, "frame": f}
+                    for f in sorted(frames)
                 ],
             )
-            if n:
-                T.insert_ignore(
-                    conn,
-                    T.segment_frames,
-                    [
-                        {"device": device, "session": session, "first_seq": first, "frame": f}
-                        for f in sorted(frames)
-                    ],
-                )
-        if not n:  # a request racing this one stored the range first
-            return {"status": "exists", "first": first, "last": last}
         return {
             "status": "stored",
             "first": first,
@@ -622,6 +651,16 @@ class Service:
             "rows": table.num_rows,
             "dropped": dropped,
         }
+
+    def _lock(self, conn: sa.Connection, *what: object, shared: bool = False) -> None:
+        """Hold a lock on ``what`` until ``conn``'s transaction ends. PostgreSQL: an advisory
+        lock. SQLite: every transaction begins IMMEDIATE, so writers are serialised already."""
+        if conn.dialect.name != "postgresql":
+            return
+        name = "/".join(str(w) for w in what).encode()
+        key = int.from_bytes(hashlib.blake2b(name, digest_size=8).digest(), "big", signed=True)
+        fn = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+        conn.execute(sa.text(f"SELECT {fn}(:k)"), {"k": key})
 
     def _tombstones(self, conn: sa.Connection, device: str, session: int) -> list[Any]:
         return conn.execute(
@@ -649,41 +688,51 @@ class Service:
         stone = _tombstone(device, what, reason)
         with self.engine.begin() as conn:
             conn.execute(T.tombstones.insert().values(**stone))  # first: uploads now filter
-            segs = conn.execute(
-                sa.select(T.segments, T.sessions.c.started_wall_ns, T.sessions.c.started_mono_ns)
-                .join(
-                    T.sessions,
-                    sa.and_(
-                        T.sessions.c.device == T.segments.c.device,
-                        T.sessions.c.session == T.segments.c.session,
-                    ),
-                )
-                .where(
-                    T.segments.c.device == device,
-                    *(
-                        [T.segments.c.session == stone["session"]]
-                        if stone["session"] is not None
-                        else []
-                    ),
-                )
-            ).fetchall()
+            if stone["session"] is not None:
+                sids = [stone["session"]]
+            else:
+                sids = [
+                    r[0]
+                    for r in conn.execute(
+                        sa.select(T.sessions.c.session).where(T.sessions.c.device == device)
+                    )
+                ]
         counts = {"events": 0, "segments": 0, "frames": 0, "tiles": 0, "sessions": 0}
         gone_frames: set[str] = set()
-        for seg in segs:
-            self._delete_in_segment(seg, [_Stone(**stone)], counts, gone_frames)
-        if stone["session"] is not None and stone["seq_from"] is None:
+        whole = stone["session"] is not None and stone["seq_from"] is None
+        for sid in sids:
             with self.engine.begin() as conn:
-                srow = self._session_row(conn, device, stone["session"])
-                counts["sessions"] = conn.execute(
-                    T.sessions.delete().where(
-                        T.sessions.c.device == device, T.sessions.c.session == stone["session"]
+                self._lock(conn, "session", device, sid)  # no upload of it runs meanwhile
+                srow = self._session_row(conn, device, sid)
+                if srow is None:
+                    continue
+                segs = conn.execute(
+                    sa.select(T.segments).where(
+                        T.segments.c.device == device, T.segments.c.session == sid
                     )
-                ).rowcount
-            self.blobs.delete(f"sessions/{device}/{stone['session']}.json")
-            if srow is not None:  # and stray files (a crash between a file and its row)
-                folder = f"events/date={srow.date}/device={device}/session={stone['session']}/"
+                ).fetchall()
+                for seg in segs:
+                    self._delete_in_segment(conn, srow, seg, _Stone(**stone), counts, gone_frames)
+                keys = set(
+                    r[0]
+                    for r in conn.execute(
+                        sa.select(T.segments.c.key).where(
+                            T.segments.c.device == device, T.segments.c.session == sid
+                        )
+                    )
+                )
+                # files no row counts (a crash between a file and its row) go too
+                folder = f"events/date={srow.date}/device={device}/session={sid}/"
                 for key in list(self.blobs.list(folder)):
-                    self.blobs.delete(key)
+                    if key not in keys:
+                        self.blobs.delete(key)
+                if whole:
+                    counts["sessions"] += conn.execute(
+                        T.sessions.delete().where(
+                            T.sessions.c.device == device, T.sessions.c.session == sid
+                        )
+                    ).rowcount
+                    self.blobs.delete(f"sessions/{device}/{sid}.json")
         self._drop_frames(device, gone_frames, counts)
         result = {"status": "deleted", **counts}
         with self.engine.begin() as conn:
@@ -703,13 +752,19 @@ class Service:
         return result
 
     def _delete_in_segment(
-        self, seg: Any, stones: list[_Stone], counts: dict[str, int], gone_frames: set[str]
+        self,
+        conn: sa.Connection,
+        srow: Any,
+        seg: Any,
+        stone: _Stone,
+        counts: dict[str, int],
+        gone_frames: set[str],
     ) -> None:
         try:
-            table = _read_events(self.blobs.get(seg.key), None)
+            table = _read_events(self.blobs.get(seg.key), None, None)
         except KeyError:
             table = EVENT_SCHEMA.empty_table()
-        keep = _not_tombstoned(table, seg, stones)
+        keep = _not_tombstoned(table, srow, [stone])
         if keep is None:
             return
         old_frames = _frame_refs(table)
@@ -726,27 +781,25 @@ class Service:
             T.segment_frames.c.session == seg.session,
             T.segment_frames.c.first_seq == seg.first_seq,
         )
+        key = seg.key
         if table.num_rows == 0:
-            with self.engine.begin() as conn:
-                conn.execute(T.segments.delete().where(*where))
-                conn.execute(T.segment_frames.delete().where(*fwhere))
+            conn.execute(T.segments.delete().where(*where))
+            conn.execute(T.segment_frames.delete().where(*fwhere))
             counts["segments"] += 1
         else:
             body = _write_events(table)
             sha = hashlib.sha256(body).hexdigest()
             key = seg.key.rsplit("-", 1)[0] + f"-{sha[:12]}.parquet"
             self.blobs.put(key, body)
-            with self.engine.begin() as conn:
+            conn.execute(
+                T.segments.update()
+                .where(*where)
+                .values(rows=table.num_rows, bytes=len(body), digest=sha, key=key)
+            )
+            for part in _chunks(sorted(old_frames - new_frames), 500):
                 conn.execute(
-                    T.segments.update()
-                    .where(*where)
-                    .values(rows=table.num_rows, bytes=len(body), digest=sha, key=key)
+                    T.segment_frames.delete().where(*fwhere, T.segment_frames.c.frame.in_(part))
                 )
-                gone = sorted(old_frames - new_frames)
-                for part in _chunks(gone, 500):
-                    conn.execute(
-                        T.segment_frames.delete().where(*fwhere, T.segment_frames.c.frame.in_(part))
-                    )
         if table.num_rows == 0 or key != seg.key:
             self.blobs.delete(seg.key)
         counts["events"] += removed
@@ -786,17 +839,25 @@ class Service:
         counts["frames"] += len(drop)
         counts["tiles"] += self.sweep_tiles(tile_candidates)
 
-    def sweep_tiles(self, candidates: Iterable[str] | None = None) -> int:
-        """Delete tiles that no frame manifest uses (all tiles, or just ``candidates``): a mark
-        over every manifest, then a sweep. Returns how many were deleted."""
-        with self._sweep_lock:
-            with self.engine.connect() as conn:
-                frames = conn.execute(sa.select(T.frames.c.device, T.frames.c.frame)).fetchall()
-                if candidates is None:
-                    candidates = [r[0] for r in conn.execute(sa.select(T.tiles.c.hash))]
+    def sweep_tiles(self, candidates: Iterable[str] | None = None, grace_s: float = 3600) -> int:
+        """Delete tiles that no frame manifest uses: ``candidates`` (the tiles of frames just
+        deleted), or every tile older than ``grace_s`` (a tile uploaded just now may be waiting
+        for its frame). A mark over every manifest, then a sweep, under a lock that frame uploads
+        share. Returns how many were deleted."""
+        with self._sweep_lock, self.engine.begin() as conn:
+            self._lock(conn, "tiles")
+            if candidates is None:
+                old = now_ns() - int(grace_s * 1e9)
+                candidates = [
+                    r[0]
+                    for r in conn.execute(
+                        sa.select(T.tiles.c.hash).where(T.tiles.c.created_ns < old)
+                    )
+                ]
             todo = set(candidates)
             if not todo:
                 return 0
+            frames = conn.execute(sa.select(T.frames.c.device, T.frames.c.frame)).fetchall()
             for device, fid in frames:
                 try:
                     _w, _h, _t, keys = unpack_manifest(self.blobs.get(frame_key(device, fid)))
@@ -806,11 +867,10 @@ class Service:
                 if not todo:
                     return 0
             gone = sorted(todo)
-            with self.engine.begin() as conn:
-                for part in _chunks(gone, 500):
-                    conn.execute(T.tile_owners.delete().where(T.tile_owners.c.hash.in_(part)))
-                    conn.execute(T.tiles.delete().where(T.tiles.c.hash.in_(part)))
-            for key in gone:
+            for part in _chunks(gone, 500):
+                conn.execute(T.tile_owners.delete().where(T.tile_owners.c.hash.in_(part)))
+                conn.execute(T.tiles.delete().where(T.tiles.c.hash.in_(part)))
+            for key in gone:  # inside the lock: an upload never sees a row without its file
                 self.blobs.delete(tile_key(key))
             return len(gone)
 
@@ -956,14 +1016,24 @@ def _not_tombstoned(table: pa.Table, srow: Any, stones: Iterable[Any]) -> np.nda
     return ~drop if drop.any() else None
 
 
-def _read_events(body: bytes, max_rows: int | None) -> pa.Table:
+MAX_NAME = 256  # bytes of a keysym or similar name
+MAX_DATA = 256 * 1024  # bytes of one event's JSON details
+
+
+def _read_events(body: bytes, max_rows: int | None, max_decoded: int | None) -> pa.Table:
+    """The events of a Parquet segment, checked: the lake's columns, at most ``max_rows`` rows,
+    no null ``seq``/``t_ns``/``kind``, and at most ``max_decoded`` bytes once decoded (a small
+    file can decode to gigabytes: compressed pages, or one long string repeated through a
+    dictionary). Text columns are read dictionary-encoded, so their size is known before they
+    are expanded."""
     try:
         pf = pq.ParquetFile(pa.BufferReader(body))
-        if max_rows is not None and pf.metadata.num_rows > max_rows:
+        meta = pf.metadata
+        if max_rows is not None and meta.num_rows > max_rows:
             raise Problem(
                 413,
-                f"A segment holds at most {max_rows:,} events; this one has "
-                f"{pf.metadata.num_rows:,}. Send smaller segments.",
+                f"A segment holds at most {max_rows:,} events; this one has {meta.num_rows:,}. "
+                "Send smaller segments.",
             )
         names = pf.schema_arrow.names
         if sorted(names) != sorted(EVENT_SCHEMA.names):
@@ -972,11 +1042,49 @@ def _read_events(body: bytes, max_rows: int | None) -> pa.Table:
                 "The segment's columns must be exactly "
                 f"{', '.join(EVENT_SCHEMA.names)}; it has {', '.join(names)}.",
             )
-        return pf.read().select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA)
+        if max_decoded is not None:
+            pages = sum(
+                meta.row_group(g).column(c).total_uncompressed_size
+                for g in range(meta.num_row_groups)
+                for c in range(meta.num_columns)
+            )
+            if pages > max_decoded:
+                raise Problem(
+                    413,
+                    f"The segment decompresses to {pages:,} bytes; the limit is {max_decoded:,}.",
+                )
+        texts = ["name", "data"]  # read as dictionaries, however the file declares them
+        raw = pq.ParquetFile(pa.BufferReader(body), read_dictionary=texts).read()
+        expanded = 0
+        for n in texts:
+            for chunk in raw.column(n).chunks:
+                if not pa.types.is_dictionary(chunk.type) or len(chunk.dictionary) == 0:
+                    continue
+                lengths = pc.binary_length(chunk.dictionary).to_numpy(zero_copy_only=False)
+                limit = MAX_NAME if n == "name" else MAX_DATA
+                if lengths.max() > limit:
+                    raise Problem(
+                        422,
+                        f"An event's {n} is {int(lengths.max()):,} bytes; the limit is {limit:,}.",
+                    )
+                idx = chunk.indices.fill_null(0).to_numpy(zero_copy_only=False)
+                expanded += int(lengths[idx].sum())
+        if max_decoded is not None and expanded > max_decoded:
+            raise Problem(
+                413,
+                f"The segment's text decodes to {expanded:,} bytes; the limit is {max_decoded:,}.",
+            )
+        table = raw.select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA)
     except Problem:
         raise
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise Problem(422, f"The segment is not a Parquet file of events: {exc}.") from None
+    for n in ("seq", "t_ns", "kind"):
+        if table.column(n).null_count:
+            raise Problem(
+                422, f"Every event needs its {n}; {table.column(n).null_count} have none."
+            )
+    return table
 
 
 def _write_events(table: pa.Table) -> bytes:
@@ -1034,6 +1142,17 @@ def _check_manifest(key: str, data: bytes) -> list[str]:
             f"tiles has {cells}.",
         )
     return sorted({k.hex() for k in keys})
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    """How deep JSON-like data nests (stops counting past 64)."""
+    if level > 64:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level + 1)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level + 1)
+    return level
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:

@@ -294,7 +294,9 @@ class Syncer:
         self.result.waiting_events += int(pending[0] - pending[1])
         if not pending[1]:
             return
-        self.t.call("PUT", f"/v1/sessions/{sid}", json=_session_meta(s))
+        answer = self.t.call("PUT", f"/v1/sessions/{sid}", json=_session_meta(s)).json()
+        if answer.get("status") == "deleted":  # deleted on the collector: it stays deleted
+            return
         self.result.sessions += 1
         mark = self._server_mark(sid)
         while True:
