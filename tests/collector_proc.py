@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -82,9 +83,11 @@ class Collector:
             self.kill()
             raise RuntimeError(f"demotrace serve did not answer: {self.log.read_text()[-2000:]}")
         if self.admin_token is None:
+            # printed before the server answers, and only on the database's first start
             assert self.proc.stdout is not None
-            line = self.proc.stdout.readline().decode().strip()
-            self.admin_token = line if line.startswith("admin.") else None
+            if select.select([self.proc.stdout], [], [], 0.5)[0]:
+                line = self.proc.stdout.readline().decode().strip()
+                self.admin_token = line if line.startswith("admin.") else None
         return self
 
     def kill(self, sig: int = signal.SIGKILL) -> None:

@@ -27,7 +27,7 @@ from demotrace.store.frames import FrameReader
 from events_builder import Events
 from store_builder import put_frame, screen_image
 
-SCREEN = (800, 600)
+SCREEN = (640, 480)
 DAY_NS = 86_400 * 10**9
 EXIT_SYNC = 14  # SyncError.exit_code
 _COLS = ("x", "y", "code", "state", "value", "name", "data")
@@ -153,7 +153,9 @@ def start_sync(home: Path, log: Path, **kw: Any) -> subprocess.Popen[str]:
         )
 
 
-def run_sync(home: Path, *, wall_s: float = 240, **kw: Any) -> subprocess.CompletedProcess[str]:
+def run_sync(home: Path, *, wall_s: float = 600, **kw: Any) -> subprocess.CompletedProcess[str]:
+    """``demotrace sync --json``; ``wall_s`` only guards against a hang (keep it above the
+    sync's own ``timeout``, after which it gives up with exit code 14)."""
     return subprocess.run(
         sync_cmd(**kw), capture_output=True, text=True, env=sync_env(home), timeout=wall_s
     )

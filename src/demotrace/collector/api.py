@@ -71,11 +71,17 @@ class _Strict(BaseModel):
 class EnrollIn(_Strict):
     code: str = Field(min_length=1, max_length=100)
     label: str | None = Field(default=None, max_length=200)
+    key_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 (hex) of a secret the device chose; then the credential is "
+        "<device>.<secret>, and a retry with the same code and key gets the same device",
+    )
 
 
 class EnrollOut(BaseModel):
     device: str
-    token: str
+    token: str | None = Field(description="the credential, when the server made the secret")
 
 
 class SessionIn(_Strict):
@@ -267,8 +273,8 @@ def create_app(service: Service) -> FastAPI:
             raise Problem(
                 429, "Too many enrolment attempts; wait and retry.", retry_after=max(1, round(wait))
             )
-        out = await run_in_threadpool(service.enroll, body.code, body.label)
-        return EnrollOut(**out)
+        out = await run_in_threadpool(service.enroll, body.code, body.label, body.key_sha256)
+        return EnrollOut(device=out["device"], token=out["token"])
 
     @app.get("/v1/device", tags=["device"])
     async def whoami(device: Device) -> dict[str, Any]:

@@ -41,6 +41,7 @@ enroll_codes = sa.Table(
     sa.Column("used_ns", _ns),
     sa.Column("device", sa.String(40)),
     sa.Column("note", sa.String(200)),
+    sa.Column("key_hash", sa.String(64)),
 )
 devices = sa.Table(
     "devices",

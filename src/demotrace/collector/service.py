@@ -165,17 +165,23 @@ class Service:
             )
         return {"code": code, "expires_ns": expires}
 
-    def enroll(self, code: str, label: str | None = None) -> dict[str, Any]:
-        """Spend an enrolment code: a new device id and its credential (shown once)."""
+    def enroll(
+        self, code: str, label: str | None = None, key_hash: str | None = None
+    ) -> dict[str, Any]:
+        """Spend an enrolment code: a new device id. With ``key_hash`` (the SHA-256 of a secret
+        the device chose and keeps), the credential is ``<device>.<secret>`` and the server never
+        sees it; a retry with the same code and key gets the same device (its first answer may
+        have been lost). Without it, the server makes the secret and returns the credential."""
         now = now_ns()
-        device = f"d-{secrets.token_hex(6)}"
-        secret = secrets.token_urlsafe(32)
         with self.engine.begin() as conn:
             row = conn.execute(
                 sa.select(T.enroll_codes).where(
                     T.enroll_codes.c.code_hash == _sha((code or "").strip().upper())
                 )
             ).fetchone()
+            retry = row is not None and row.used_ns is not None and row.key_hash is not None
+            if retry and key_hash is not None and hmac.compare_digest(row.key_hash, key_hash):
+                return {"device": row.device, "token": None, "again": True}
             if row is None or row.used_ns is not None or row.expires_ns < now:
                 why = (
                     "was already used"
@@ -187,20 +193,25 @@ class Service:
                     f"This enrolment code {why}. Ask the collector's admin for a new one "
                     "(`demotrace admin enroll-code`).",
                 )
+            device = f"d-{secrets.token_hex(6)}"
+            secret = None if key_hash else secrets.token_urlsafe(32)
             done = conn.execute(
                 T.enroll_codes.update()
                 .where(T.enroll_codes.c.code_hash == row.code_hash)
                 .where(T.enroll_codes.c.used_ns.is_(None))
-                .values(used_ns=now, device=device)
+                .values(used_ns=now, device=device, key_hash=key_hash)
             )
             if done.rowcount != 1:  # spent by a request racing this one
                 raise Problem(403, "This enrolment code was already used. Ask for a new one.")
             conn.execute(
                 T.devices.insert().values(
-                    id=device, token_hash=_sha(secret), label=label, created_ns=now
+                    id=device,
+                    token_hash=key_hash or _sha(secret or ""),
+                    label=label,
+                    created_ns=now,
                 )
             )
-        return {"device": device, "token": f"{device}.{secret}"}
+        return {"device": device, "token": f"{device}.{secret}" if secret else None}
 
     def device_for(self, token: str | None) -> str:
         """The device a credential belongs to; 401 for an unknown one, 403 if revoked."""

@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import random
+import secrets
 import sqlite3
 import time
 from collections.abc import Callable
@@ -80,9 +81,15 @@ def enroll(home: Path, url: str, code: str, label: str | None = None) -> Enrollm
     url = url.rstrip("/")
     if not url.startswith(("http://", "https://")):
         raise SyncError(f"{url!r} is not a collector URL; give one like https://collector:8600.")
-    with Transport(url, None, attempts=3) as t:
-        body = t.call("POST", "/v1/enroll", json={"code": code, "label": label}).json()
-    enrolled = Enrollment(url, body["device"], body["token"], time.time_ns())
+    # The device chooses its secret and sends only its hash: the credential never travels, and
+    # a retry after a lost answer is recognised as the same enrolment.
+    secret = secrets.token_urlsafe(32)
+    key = hashlib.sha256(secret.encode()).hexdigest()
+    with Transport(url, None, attempts=4) as t:
+        body = t.call(
+            "POST", "/v1/enroll", json={"code": code, "label": label, "key_sha256": key}
+        ).json()
+    enrolled = Enrollment(url, body["device"], f"{body['device']}.{secret}", time.time_ns())
     enrolled.save(home)
     return enrolled
 
@@ -172,7 +179,7 @@ def _refusal(url: str, method: str, path: str, r: httpx.Response) -> str:
         said = r.text[:300]
     hint = {
         401: " Enroll this machine again with `demotrace enroll URL CODE`.",
-        403: " Ask the collector's admin.",
+        403: "" if "admin" in said else " Ask the collector's admin.",
         413: " The collector's size limit is lower than this upload.",
     }.get(r.status_code, "")
     return f"The collector at {url} refused {method} {path} (HTTP {r.status_code}): {said}{hint}"
