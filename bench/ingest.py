@@ -511,6 +511,11 @@ def run_bare_server(port: int, folder: Path) -> None:
 # ------------------------------------------------------------------------------------ servers
 def tree_cpu(pid: int) -> float:
     """CPU seconds of a process, its living descendants and the children it has reaped."""
+    return sum(tree_cpu_split(pid))
+
+
+def tree_cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process tree, as :func:`tree_cpu` counts them."""
     clk = os.sysconf("SC_CLK_TCK")
     stats: dict[int, list[str]] = {}
     for entry in os.listdir("/proc"):
@@ -521,15 +526,16 @@ def tree_cpu(pid: int) -> float:
     children: dict[int, list[int]] = {}
     for p, f in stats.items():
         children.setdefault(int(f[1]), []).append(p)
-    total, todo = 0, [pid]
+    user, system, todo = 0, 0, [pid]
     while todo:
         p = todo.pop()
         f = stats.get(p)
         if f is None:
             continue
-        total += int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+        user += int(f[11]) + int(f[13])
+        system += int(f[12]) + int(f[14])
         todo.extend(children.get(p, []))
-    return total / clk
+    return user / clk, system / clk
 
 
 class Target:
@@ -724,13 +730,16 @@ def run_phase(
             t.join()
         raise RuntimeError(f"{target.name}: setup failed: {errors[0]!r}") from errors[0]
     pids = target.pids()
-    cpu0 = {k: tree_cpu(v) for k, v in pids.items()}
+    cpu0 = {k: tree_cpu_split(v) for k, v in pids.items()}
     me0 = time.process_time()  # this process only: the servers are its children
     t0 = time.perf_counter()
     for t in threads:
         t.join()
     wall = time.perf_counter() - t0
-    cpu = {k: tree_cpu(v) - cpu0[k] for k, v in pids.items()}
+    split = {
+        k: [a - b for a, b in zip(tree_cpu_split(v), cpu0[k], strict=True)] for k, v in pids.items()
+    }
+    cpu = {k: sum(v) for k, v in split.items()}
     client_cpu = time.process_time() - me0
     if errors:
         raise RuntimeError(f"{target.name} {workload} x{n}: {errors[0]!r}") from errors[0]
@@ -754,6 +763,7 @@ def run_phase(
         },
         "latencies_ms": [[round(u["unit"] * 1000, 2) for u in dev] for dev in times],
         "server_cpu_s": cpu.get("server", 0.0),
+        "server_sys_s": split.get("server", [0.0, 0.0])[1],
         "db_cpu_s": cpu.get("db", 0.0),
         "client_cpu_s": client_cpu,
     }
