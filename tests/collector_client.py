@@ -4,7 +4,6 @@ snapshots of the lake (a folder or an S3 prefix) to prove that nothing changed."
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
 import json
@@ -13,9 +12,9 @@ from typing import Any
 
 import httpx
 import pyarrow as pa
-import pyarrow.parquet as pq
 from PIL import Image
 
+from demotrace.collector.wire import blob_batch, content_digest, events_parquet
 from demotrace.dataset.schema import EVENT_SCHEMA
 from demotrace.lake import content_hash, pack_manifest
 from demotrace.model import Kind
@@ -37,18 +36,6 @@ def webp_tile(seed: int, size: int = TILE) -> bytes:
 def manifest(width: int, height: int, tile_keys: list[str], tile: int = TILE) -> bytes:
     """A frame manifest (DTF1) over the given tile keys."""
     return pack_manifest(width, height, tile, [bytes.fromhex(k) for k in tile_keys])
-
-
-def blob_batch(items: list[tuple[str, str, bytes]]) -> bytes:
-    """An Arrow IPC stream of (kind, key, data) rows, as ``Syncer._post_batch`` sends it."""
-    table = pa.table(
-        {
-            "kind": [i[0] for i in items],
-            "key": [i[1] for i in items],
-            "data": pa.array([i[2] for i in items], type=pa.binary()),
-        }
-    )
-    return ipc_stream(table)
 
 
 def ipc_stream(table: pa.Table) -> bytes:
@@ -73,15 +60,10 @@ def frame_event(seq: int, frame_id: str) -> dict[str, Any]:
 
 def parquet(rows: list[dict[str, Any]], schema: pa.Schema = EVENT_SCHEMA) -> bytes:
     """Rows as a zstd Parquet file, as ``Syncer._send_segment`` writes it."""
-    table = pa.Table.from_pylist(rows, schema=schema)
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    return sink.getvalue().to_pybytes()
+    return events_parquet(pa.Table.from_pylist(rows, schema=schema))
 
 
-def digest(body: bytes) -> str:
-    """The Content-Digest header value of ``body``."""
-    return f"sha-256=:{base64.b64encode(hashlib.sha256(body).digest()).decode()}:"
+digest = content_digest
 
 
 def session_meta(started_wall_ns: int = STARTED_WALL_NS, **extra: Any) -> dict[str, Any]:

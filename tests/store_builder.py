@@ -85,14 +85,19 @@ def write_session(
             screen_h=size[1],
             event_model=event_model,
         )
-        with store.db:
-            store.db.executemany(
-                "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (session, r["seq"], r["t_ns"], None, r["kind"], *(r[c] for c in _COLS))
-                    for r in ev.rows
-                ],
-            )
+        insert_events(store, session, ev)
         return session
     finally:
         store.close()
+
+
+def insert_events(store: Store, session: int, ev: Events) -> None:
+    """Write ``ev``'s rows into ``session`` of an open store."""
+    with store.db:
+        store.db.executemany(
+            "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            [
+                (session, r["seq"], r["t_ns"], None, r["kind"], *(r[c] for c in _COLS))
+                for r in ev.rows
+            ],
+        )

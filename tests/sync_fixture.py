@@ -25,12 +25,11 @@ from demotrace.model import EVENT_MODEL_VERSION, Kind
 from demotrace.store.db import Store
 from demotrace.store.frames import FrameReader
 from events_builder import Events
-from store_builder import put_frame, screen_image
+from store_builder import insert_events, put_frame, screen_image
 
 SCREEN = (640, 480)
 DAY_NS = 86_400 * 10**9
 EXIT_SYNC = 14  # SyncError.exit_code
-_COLS = ("x", "y", "code", "state", "value", "name", "data")
 _WORDS = ("invoice", "Germany", "total 42.50", "ok", "quarterly report", "Re: meeting", "ß→ü")
 
 
@@ -92,14 +91,7 @@ def write_work_session(
             event_model=EVENT_MODEL_VERSION,
             info=json.dumps({"seed": seed}),
         )
-        with store.db:
-            store.db.executemany(
-                "INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-                [
-                    (session, r["seq"], r["t_ns"], None, r["kind"], *(r[c] for c in _COLS))
-                    for r in ev.rows
-                ],
-            )
+        insert_events(store, session, ev)
         return session
     finally:
         store.close()

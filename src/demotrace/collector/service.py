@@ -34,6 +34,7 @@ import sqlalchemy as sa
 
 from demotrace.collector import db as T
 from demotrace.collector.blobs import BlobStore, open_blobs
+from demotrace.collector.wire import events_parquet
 from demotrace.dataset.schema import EVENT_SCHEMA
 from demotrace.lake import content_hash, frame_key, session_date, tile_key, unpack_manifest
 from demotrace.model import Kind
@@ -1099,9 +1100,7 @@ def _read_events(body: bytes, max_rows: int | None, max_decoded: int | None) -> 
 
 
 def _write_events(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    return sink.getvalue().to_pybytes()
+    return events_parquet(table)
 
 
 def _frame_refs(table: pa.Table) -> set[str]:

@@ -16,7 +16,6 @@ Every request is retried with exponential backoff and full jitter on what retryi
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import dataclasses
 import hashlib
@@ -32,8 +31,8 @@ from typing import Any
 
 import httpx
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from demotrace.collector.wire import blob_batch, content_digest, events_parquet
 from demotrace.dataset.schema import EVENT_SCHEMA
 from demotrace.errors import SyncError
 from demotrace.model import Kind
@@ -356,17 +355,14 @@ class Syncer:
         """Upload the blobs the segment shows, then the segment. False when the collector
         already holds an overlapping range (the caller asks where to go on)."""
         self._send_frames(_frame_ids(table))
-        sink = pa.BufferOutputStream()
-        pq.write_table(table, sink, compression="zstd")
-        body = sink.getvalue().to_pybytes()
-        digest = base64.b64encode(hashlib.sha256(body).digest()).decode()
+        body = events_parquet(table)
         for _ in range(3):
             r = self.t.call(
                 "PUT",
                 f"/v1/sessions/{sid}/segments/{first}-{last}",
                 content=body,
                 headers={
-                    "Content-Digest": f"sha-256=:{digest}:",
+                    "Content-Digest": content_digest(body),
                     "Content-Type": "application/octet-stream",
                 },
                 ok=(409,),
@@ -417,17 +413,7 @@ class Syncer:
             self._post_batch(batch)
 
     def _post_batch(self, batch: list[tuple[str, str, bytes]]) -> None:
-        table = pa.table(
-            {
-                "kind": [b[0] for b in batch],
-                "key": [b[1] for b in batch],
-                "data": pa.array([b[2] for b in batch], type=pa.binary()),
-            }
-        )
-        sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema) as writer:
-            writer.write_table(table)
-        body = sink.getvalue().to_pybytes()
+        body = blob_batch(batch)
         self.t.call(
             "POST", "/v1/blobs", content=body, headers={"Content-Type": "application/octet-stream"}
         )
