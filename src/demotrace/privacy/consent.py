@@ -94,9 +94,15 @@ def purge(
 
 
 def setup_log(home: Path) -> None:
-    """Log lines (retention, consent) go to ``home/logs/demotrace.log``."""
-    if any(getattr(h, "_demotrace", False) for h in log.handlers):
-        return
+    """Log lines (retention, consent, sync) go to ``home/logs/demotrace.log`` (the one of the
+    latest home set up in this process)."""
+    path = str((home / "logs" / "demotrace.log").resolve())
+    for h in list(log.handlers):
+        if getattr(h, "_demotrace", False):
+            if getattr(h, "baseFilename", None) == path:
+                return
+            log.removeHandler(h)
+            h.close()
     try:
         (home / "logs").mkdir(parents=True, exist_ok=True)
         handler = logging.FileHandler(home / "logs" / "demotrace.log", encoding="utf-8")
