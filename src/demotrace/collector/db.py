@@ -155,7 +155,9 @@ def redact_url(url: str) -> str:
     return "<unparseable URL>"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, readonly: bool = False) -> Engine:
+    """An engine on ``url``. On SQLite, write transactions begin IMMEDIATE; a ``readonly`` engine
+    begins them deferred (readers never wait for the write lock in WAL mode)."""
     url = normalise_url(url)
     try:
         parsed = sa.engine.make_url(url)
@@ -180,8 +182,8 @@ def make_engine(url: str) -> Engine:
 
         @sa.event.listens_for(engine, "begin")
         def _begin(conn: Connection) -> None:
-            # take the write lock at the start, so two processes never deadlock on an upgrade
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # writers take the write lock at the start, so two never deadlock on an upgrade
+            conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
         return engine
     if parsed.get_backend_name() == "postgresql":
@@ -274,17 +276,23 @@ def open_db(url: str) -> Engine:
     return engine
 
 
+_INSERTS: dict[tuple[str, str], Any] = {}
+
+
 def insert_ignore(conn: Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> int:
     """Insert rows, skipping those whose primary key exists (idempotent writes). Returns the
-    number inserted (counted from RETURNING: drivers differ in what rowcount says)."""
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    done = 0
-    for start in range(0, len(rows), 500):
-        part = list(rows[start : start + 500])
+    number inserted, counted from RETURNING (drivers differ in what rowcount says). One cached
+    statement per table, run over the rows."""
+    if not rows:
+        return 0
+    stmt = _INSERTS.get((conn.dialect.name, table.name))
+    if stmt is None:
+        if conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert
         key = next(iter(table.primary_key.columns))
-        stmt = insert(table).values(part).on_conflict_do_nothing().returning(key)
-        done += len(conn.execute(stmt).fetchall())
-    return done
+        stmt = insert(table).on_conflict_do_nothing().returning(key)
+        _INSERTS[(conn.dialect.name, table.name)] = stmt
+    result = conn.execute(stmt, list(rows))
+    return len(result.fetchall())

@@ -22,7 +22,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,21 +110,45 @@ class Service:
         self.engine = T.open_db(config.db_url)
         self.blobs: BlobStore = open_blobs(config.blobs_url)
         self._sweep_lock = threading.Lock()
+        # SQLite: one writer at a time anyway; queueing writers on a lock in this process beats
+        # letting them poll SQLite's busy handler, and readers use their own engine that never
+        # takes the write lock (WAL lets them read while a write is under way).
+        self._sqlite = self.engine.dialect.name == "sqlite"
+        self._write_lock = threading.Lock()
+        self._reader = T.make_engine(config.db_url, readonly=True) if self._sqlite else self.engine
+        # the first Parquet read of a process imports more of pyarrow: do it now, not in a request
+        _read_events(events_parquet(EVENT_SCHEMA.empty_table()), None, None)
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        """A write transaction (serialised per process on SQLite)."""
+        if not self._sqlite:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        with self._reader.connect() as conn:
+            yield conn
 
     def close(self) -> None:
         self.engine.dispose()
+        self._reader.dispose()
 
     # -- credentials -----------------------------------------------------------------------
     def ensure_admin(self) -> str | None:
         """Create the admin credential on first start; returns it then (shown once), else None."""
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             if conn.execute(sa.select(sa.func.count()).select_from(T.admins)).scalar():
                 return None
             return self._new_admin(conn)
 
     def rotate_admin(self) -> str:
         """Replace the admin credential (the old one stops working) and return the new one."""
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(T.admins.delete())
             return self._new_admin(conn)
 
@@ -135,7 +159,7 @@ class Service:
 
     def check_admin(self, token: str | None) -> None:
         parts = _split_token(token, re.compile("admin"))
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             stored = [r[0] for r in conn.execute(sa.select(T.admins.c.token_hash))]
         given = _sha(parts[1]) if parts else "-" * 64
         ok = any(hmac.compare_digest(given, s) for s in stored)  # all compared, in constant time
@@ -158,7 +182,7 @@ class Service:
         code = "-".join(raw[i : i + 5] for i in range(0, 20, 5))
         created = now_ns()
         expires = created + int((ttl_s or self.config.enroll_ttl_s) * 1e9)
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(
                 T.enroll_codes.insert().values(
                     code_hash=_sha(code), created_ns=created, expires_ns=expires, note=note
@@ -174,7 +198,7 @@ class Service:
         sees it; a retry with the same code and key gets the same device (its first answer may
         have been lost). Without it, the server makes the secret and returns the credential."""
         now = now_ns()
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             row = conn.execute(
                 sa.select(T.enroll_codes).where(
                     T.enroll_codes.c.code_hash == _sha((code or "").strip().upper())
@@ -224,7 +248,7 @@ class Service:
                 "Enroll this machine with `demotrace enroll URL CODE`.",
             )
         device, secret = parts
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(
                 sa.select(T.devices.c.token_hash, T.devices.c.revoked_ns).where(
                     T.devices.c.id == device
@@ -246,7 +270,7 @@ class Service:
         return device
 
     def revoke(self, device: str) -> bool:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             done = conn.execute(
                 T.devices.update()
                 .where(T.devices.c.id == device)
@@ -256,7 +280,7 @@ class Service:
         return done.rowcount == 1
 
     def list_devices(self) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(
                 sa.select(
                     T.devices.c.id,
@@ -282,7 +306,7 @@ class Service:
         date = session_date(started)
         full = {"device": device, "session": session, "date": date, **meta}
         now = now_ns()
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             old = self._session_row(conn, device, session)
             if old is not None and (
                 old.started_wall_ns != started or old.started_mono_ns != meta["started_mono_ns"]
@@ -343,7 +367,7 @@ class Service:
         )
 
     def list_sessions(self, device: str) -> list[dict[str, Any]]:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(
                 sa.select(
                     T.sessions.c.session,
@@ -369,7 +393,7 @@ class Service:
         return [dict(r._mapping) for r in rows]
 
     def get_session(self, device: str, session: int) -> dict[str, Any]:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = self._session_row(conn, device, session)
             if row is None:
                 raise Problem(404, f"This device has no session {session} on the collector.")
@@ -404,7 +428,7 @@ class Service:
             if not _HEX32.fullmatch(h):
                 raise Problem(422, f"{h!r} is not a blob hash (32 lower-case hex digits).")
         if conn is None:
-            with self.engine.connect() as own:
+            with self._read() as own:
                 return self.missing_blobs(device, tiles, frames, own)
         have_t: set[str] = set()
         have_f: set[str] = set()
@@ -482,7 +506,7 @@ class Service:
                     missing_tiles=missing[:100],
                 )
         now = now_ns()
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             present: set[str] = set()  # on the collector, from any device
             mine: set[str] = set()  # uploaded by this device before
             for part in _chunks(sorted(tiles), 500):
@@ -514,7 +538,7 @@ class Service:
         for key in sorted(manifests):
             if key not in have:
                 self.blobs.put(frame_key(device, key), manifests[key][0])
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             self._lock(conn, "tiles", shared=True)  # no tile sweep meanwhile
             still: set[str] = set()
             for part in _chunks(sorted(set(tiles) & present), 500):
@@ -588,7 +612,7 @@ class Service:
                 )
         # Checking, writing and recording a segment is one step per session: a deletion or an
         # overlapping upload of the same session waits for it.
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             self._lock(conn, "session", device, session)
             srow = self._session_row(conn, device, session)
             if srow is None:
@@ -689,7 +713,7 @@ class Service:
         """Delete a device's events (a session, a seq span of one, or a wall-clock span), the
         frames only they showed and the tiles only those frames used; keep a tombstone so a late
         retry cannot bring them back. Idempotent per ``request_id``."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             done = conn.execute(
                 sa.select(T.deletions.c.result).where(
                     T.deletions.c.device == device, T.deletions.c.request_id == request_id
@@ -698,7 +722,7 @@ class Service:
         if done is not None:
             return {**json.loads(done[0]), "status": "done before"}
         stone = _tombstone(device, what, reason)
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(T.tombstones.insert().values(**stone))  # first: uploads now filter
             if stone["session"] is not None:
                 sids = [stone["session"]]
@@ -713,7 +737,7 @@ class Service:
         gone_frames: set[str] = set()
         whole = stone["session"] is not None and stone["seq_from"] is None
         for sid in sids:
-            with self.engine.begin() as conn:
+            with self._write() as conn:
                 self._lock(conn, "session", device, sid)  # no upload of it runs meanwhile
                 srow = self._session_row(conn, device, sid)
                 if srow is None:
@@ -747,7 +771,7 @@ class Service:
                     self.blobs.delete(f"sessions/{device}/{sid}.json")
         self._drop_frames(device, gone_frames, counts)
         result = {"status": "deleted", **counts}
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             T.insert_ignore(
                 conn,
                 T.deletions,
@@ -822,7 +846,7 @@ class Service:
         remaining frame uses."""
         if not candidates:
             return
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             still = set()
             for part in _chunks(sorted(candidates), 500):
                 still.update(
@@ -841,7 +865,7 @@ class Service:
                 tile_candidates.update(k.hex() for k in keys)
             except (KeyError, ValueError):
                 pass
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             for part in _chunks(drop, 500):
                 conn.execute(
                     T.frames.delete().where(T.frames.c.device == device, T.frames.c.frame.in_(part))
@@ -856,7 +880,7 @@ class Service:
         deleted), or every tile older than ``grace_s`` (a tile uploaded just now may be waiting
         for its frame). A mark over every manifest, then a sweep, under a lock that frame uploads
         share. Returns how many were deleted."""
-        with self._sweep_lock, self.engine.begin() as conn:
+        with self._sweep_lock, self._write() as conn:
             self._lock(conn, "tiles")
             if candidates is None:
                 old = now_ns() - int(grace_s * 1e9)
@@ -892,7 +916,7 @@ class Service:
         if not days:
             return []
         cutoff = (now or now_ns()) - int(days * 86400 * 1e9)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             old = conn.execute(
                 sa.select(T.sessions.c.device, T.sessions.c.session).where(
                     T.sessions.c.started_wall_ns < cutoff
@@ -917,7 +941,7 @@ class Service:
             policy = parse_policy(text, "the uploaded policy")
         except PolicyError as exc:
             raise Problem(422, str(exc)) from None
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(T.policies.delete().where(T.policies.c.version == policy.version))
             conn.execute(
                 T.policies.insert().values(
@@ -927,7 +951,7 @@ class Service:
         return {"version": policy.version, "name": policy.name}
 
     def current_policy(self) -> dict[str, Any] | None:
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(
                 sa.select(T.policies).order_by(T.policies.c.id.desc()).limit(1)
             ).fetchone()
@@ -938,7 +962,7 @@ class Service:
     # -- numbers ----------------------------------------------------------------------------
     def totals(self) -> dict[str, int]:
         """Aggregate counts (no per-device breakdown)."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
 
             def count(table: sa.Table) -> int:
                 return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar())
@@ -1028,16 +1052,17 @@ def _not_tombstoned(table: pa.Table, srow: Any, stones: Iterable[Any]) -> np.nda
     return ~drop if drop.any() else None
 
 
-MAX_NAME = 256  # bytes of a keysym or similar name
-MAX_DATA = 256 * 1024  # bytes of one event's JSON details
+#: The text columns and the most bytes one value may have: a keysym-like name, one event's
+#: JSON details.
+_TEXT_COLUMNS = {"name": 256, "data": 256 * 1024}
 
 
 def _read_events(body: bytes, max_rows: int | None, max_decoded: int | None) -> pa.Table:
-    """The events of a Parquet segment, checked: the lake's columns, at most ``max_rows`` rows,
-    no null ``seq``/``t_ns``/``kind``, and at most ``max_decoded`` bytes once decoded (a small
-    file can decode to gigabytes: compressed pages, or one long string repeated through a
-    dictionary). Text columns are read dictionary-encoded, so their size is known before they
-    are expanded."""
+    """The events of a Parquet segment, checked: the lake's columns and types, at most
+    ``max_rows`` rows, no null ``seq``/``t_ns``/``kind``, and at most ``max_decoded`` bytes once
+    decoded (a small file can decode to gigabytes: compressed pages, or one long string repeated
+    through a dictionary). ``name`` and ``data`` are read, and returned, dictionary-encoded, so
+    their size is known before anything expands them; the body itself is what the lake keeps."""
     try:
         pf = pq.ParquetFile(pa.BufferReader(body))
         meta = pf.metadata
@@ -1065,32 +1090,40 @@ def _read_events(body: bytes, max_rows: int | None, max_decoded: int | None) -> 
                     413,
                     f"The segment decompresses to {pages:,} bytes; the limit is {max_decoded:,}.",
                 )
-        texts = ["name", "data"]  # read as dictionaries, however the file declares them
-        raw = pq.ParquetFile(pa.BufferReader(body), read_dictionary=texts).read()
-        expanded = 0
-        for n in texts:
-            for chunk in raw.column(n).chunks:
-                if not pa.types.is_dictionary(chunk.type) or len(chunk.dictionary) == 0:
-                    continue
-                lengths = pc.binary_length(chunk.dictionary).to_numpy(zero_copy_only=False)
-                limit = MAX_NAME if n == "name" else MAX_DATA
-                if lengths.max() > limit:
-                    raise Problem(
-                        422,
-                        f"An event's {n} is {int(lengths.max()):,} bytes; the limit is {limit:,}.",
-                    )
-                idx = chunk.indices.fill_null(0).to_numpy(zero_copy_only=False)
-                expanded += int(lengths[idx].sum())
-        if max_decoded is not None and expanded > max_decoded:
-            raise Problem(
-                413,
-                f"The segment's text decodes to {expanded:,} bytes; the limit is {max_decoded:,}.",
-            )
-        table = raw.select(EVENT_SCHEMA.names).cast(EVENT_SCHEMA)
+        pf = pq.ParquetFile(pa.BufferReader(body), read_dictionary=list(_TEXT_COLUMNS))
+        table = pf.read().select(EVENT_SCHEMA.names)
     except Problem:
         raise
-    except (pa.ArrowException, OSError, ValueError) as exc:
+    except (pa.ArrowException, OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise Problem(422, f"The segment is not a Parquet file of events: {exc}.") from None
+    expanded = 0
+    for field in EVENT_SCHEMA:
+        got = table.schema.field(field.name).type
+        if field.name in _TEXT_COLUMNS and pa.types.is_dictionary(got):
+            got = got.value_type
+        if got != field.type:
+            raise Problem(
+                422, f"The segment's column {field.name} is {got}; it must be {field.type}."
+            )
+        if field.name not in _TEXT_COLUMNS:
+            continue
+        for chunk in table.column(field.name).chunks:
+            if not pa.types.is_dictionary(chunk.type) or len(chunk.dictionary) == 0:
+                continue
+            lengths = pc.binary_length(chunk.dictionary).to_numpy(zero_copy_only=False)
+            limit = _TEXT_COLUMNS[field.name]
+            if lengths.max() > limit:
+                raise Problem(
+                    422,
+                    f"An event's {field.name} is {int(lengths.max()):,} bytes; the limit is "
+                    f"{limit:,}.",
+                )
+            idx = chunk.indices.fill_null(0).to_numpy(zero_copy_only=False)
+            expanded += int(lengths[idx].sum())
+    if max_decoded is not None and expanded > max_decoded:
+        raise Problem(
+            413, f"The segment's text decodes to {expanded:,} bytes; the limit is {max_decoded:,}."
+        )
     for n in ("seq", "t_ns", "kind"):
         if table.column(n).null_count:
             raise Problem(
@@ -1100,14 +1133,14 @@ def _read_events(body: bytes, max_rows: int | None, max_decoded: int | None) -> 
 
 
 def _write_events(table: pa.Table) -> bytes:
-    return events_parquet(table)
+    return events_parquet(table.cast(EVENT_SCHEMA))
 
 
 def _frame_refs(table: pa.Table) -> set[str]:
     if table.num_rows == 0:
         return set()
     is_frame = pc.equal(table.column("kind"), int(Kind.FRAME))
-    data = table.column("data").filter(is_frame)
+    data = table.column("data").filter(is_frame).cast(pa.string())
     if len(data) == 0:
         return set()
     found = pc.extract_regex(data, _FRAME_REF)
