@@ -601,15 +601,6 @@ class Service:
                 422, f"The segment's seq numbers must rise strictly and lie within {first}-{last}."
             )
         frames = _frame_refs(table)
-        if frames:
-            missing = self.missing_blobs(device, [], sorted(frames))["frames"]
-            if missing:
-                raise Problem(
-                    409,
-                    f"{len(missing)} frame(s) these events show are not uploaded "
-                    "yet; send them first.",
-                    missing_frames=missing[:100],
-                )
         # Checking, writing and recording a segment is one step per session: a deletion or an
         # overlapping upload of the same session waits for it.
         with self._write() as conn:
@@ -620,6 +611,14 @@ class Service:
                     409,
                     f"Session {session} is not on the collector; PUT its description "
                     f"(/v1/sessions/{session}) first.",
+                )
+            missing = self.missing_blobs(device, [], sorted(frames), conn)["frames"]
+            if missing:
+                raise Problem(
+                    409,
+                    f"{len(missing)} frame(s) these events show are not uploaded "
+                    "yet; send them first.",
+                    missing_frames=missing[:100],
                 )
             clash = conn.execute(
                 sa.select(T.segments.c.first_seq, T.segments.c.last_seq, T.segments.c.digest).where(
@@ -650,6 +649,7 @@ class Service:
             dropped = 0
             if keep is not None:  # deleted meanwhile: those rows stay deleted
                 dropped = int((~keep).sum())
+                table = _read_events(body, None, None, tuple(EVENT_SCHEMA.names))
                 table = table.filter(pa.array(keep))
                 frames = _frame_refs(table)
                 body = _write_events(table)
@@ -797,7 +797,7 @@ class Service:
         gone_frames: set[str],
     ) -> None:
         try:
-            table = _read_events(self.blobs.get(seg.key), None, None)
+            table = _read_events(self.blobs.get(seg.key), None, None, tuple(EVENT_SCHEMA.names))
         except KeyError:
             table = EVENT_SCHEMA.empty_table()
         keep = _not_tombstoned(table, srow, [stone])
@@ -1055,14 +1055,22 @@ def _not_tombstoned(table: pa.Table, srow: Any, stones: Iterable[Any]) -> np.nda
 #: The text columns and the most bytes one value may have: a keysym-like name, one event's
 #: JSON details.
 _TEXT_COLUMNS = {"name": 256, "data": 256 * 1024}
+#: The columns an upload's checks read (types of all are checked from the footer).
+_CHECKED = ("seq", "t_ns", "kind", "name", "data")
 
 
-def _read_events(body: bytes, max_rows: int | None, max_decoded: int | None) -> pa.Table:
+def _read_events(
+    body: bytes,
+    max_rows: int | None,
+    max_decoded: int | None,
+    columns: tuple[str, ...] | None = None,
+) -> pa.Table:
     """The events of a Parquet segment, checked: the lake's columns and types, at most
     ``max_rows`` rows, no null ``seq``/``t_ns``/``kind``, and at most ``max_decoded`` bytes once
     decoded (a small file can decode to gigabytes: compressed pages, or one long string repeated
     through a dictionary). ``name`` and ``data`` are read, and returned, dictionary-encoded, so
-    their size is known before anything expands them; the body itself is what the lake keeps."""
+    their size is known before anything expands them; the body itself is what the lake keeps.
+    Only ``columns`` are read (default: those the checks need)."""
     try:
         pf = pq.ParquetFile(pa.BufferReader(body))
         meta = pf.metadata
@@ -1090,33 +1098,31 @@ def _read_events(body: bytes, max_rows: int | None, max_decoded: int | None) -> 
                     413,
                     f"The segment decompresses to {pages:,} bytes; the limit is {max_decoded:,}.",
                 )
+        for field in EVENT_SCHEMA:  # types first, from the footer
+            got = pf.schema_arrow.field(field.name).type
+            if field.name in _TEXT_COLUMNS and pa.types.is_dictionary(got):
+                got = got.value_type
+            if got != field.type:
+                raise Problem(
+                    422, f"The segment's column {field.name} is {got}; it must be {field.type}."
+                )
         pf = pq.ParquetFile(pa.BufferReader(body), read_dictionary=list(_TEXT_COLUMNS))
-        table = pf.read().select(EVENT_SCHEMA.names)
+        # what the checks need; the body is what gets stored
+        table = pf.read(columns=list(columns or _CHECKED))
     except Problem:
         raise
     except (pa.ArrowException, OSError, ValueError, KeyError, TypeError, IndexError) as exc:
         raise Problem(422, f"The segment is not a Parquet file of events: {exc}.") from None
     expanded = 0
-    for field in EVENT_SCHEMA:
-        got = table.schema.field(field.name).type
-        if field.name in _TEXT_COLUMNS and pa.types.is_dictionary(got):
-            got = got.value_type
-        if got != field.type:
-            raise Problem(
-                422, f"The segment's column {field.name} is {got}; it must be {field.type}."
-            )
-        if field.name not in _TEXT_COLUMNS:
-            continue
-        for chunk in table.column(field.name).chunks:
+    for name, limit in _TEXT_COLUMNS.items():
+        for chunk in table.column(name).chunks:
             if not pa.types.is_dictionary(chunk.type) or len(chunk.dictionary) == 0:
                 continue
             lengths = pc.binary_length(chunk.dictionary).to_numpy(zero_copy_only=False)
-            limit = _TEXT_COLUMNS[field.name]
             if lengths.max() > limit:
                 raise Problem(
                     422,
-                    f"An event's {field.name} is {int(lengths.max()):,} bytes; the limit is "
-                    f"{limit:,}.",
+                    f"An event's {name} is {int(lengths.max()):,} bytes; the limit is {limit:,}.",
                 )
             idx = chunk.indices.fill_null(0).to_numpy(zero_copy_only=False)
             expanded += int(lengths[idx].sum())
