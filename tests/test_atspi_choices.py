@@ -67,14 +67,16 @@ def test_gtk_dropdown_choice_is_a_select_option_named_by_atspi(desktop, tmp_path
         proc = start_recorder(desktop.display, home, policy=policy, env=dict(env))
         try:
             # the recorder is up and judges the login window in scope before the first click
-            deadline = time.monotonic() + 20
+            deadline = time.monotonic() + 60
             while True:
                 with contextlib.suppress(ControlError):
-                    if call(home, {"cmd": "status"}).get("state") == "recording":
+                    status = call(home, {"cmd": "status"})
+                    # recording, and its AT-SPI agent listening (it names the chosen item)
+                    if status.get("state") == "recording" and status.get("atspi"):
                         break
-                assert time.monotonic() < deadline, "the recorder never started recording"
+                assert time.monotonic() < deadline, "the recorder never started, or AT-SPI never"
                 time.sleep(0.1)
-            time.sleep(1.0)  # and its AT-SPI agent is listening
+            time.sleep(0.5)
             app.click("country")
             # the list may still be placing itself: wait until its items stay where they are
             item: dict = {}

@@ -422,6 +422,8 @@ class Recorder:
             "seconds": (now_ns() - self.started_ns) / 1e9 if self.started_ns else 0.0,
             "events": sum(self.counts.values()),
             "task": self.task_open,
+            # the accessibility agent listens (password fields, dropdown item names)
+            "atspi": self._watcher is not None and self._watcher.wait_ready(0),
         }
 
     def forget(self, *, since_wall_ns: int | None = None, sessions: Iterable[int] = ()) -> dict:
