@@ -205,6 +205,7 @@ def create_app(service: Service) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await run_in_threadpool(service.warm_up)
         task = asyncio.create_task(_housekeeping(service)) if cfg.retention_days else None
         yield
         if task is not None:

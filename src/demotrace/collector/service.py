@@ -116,7 +116,10 @@ class Service:
         self._sqlite = self.engine.dialect.name == "sqlite"
         self._write_lock = threading.Lock()
         self._reader = T.make_engine(config.db_url, readonly=True) if self._sqlite else self.engine
-        # the first Parquet read of a process imports more of pyarrow: do it now, not in a request
+
+    def warm_up(self) -> None:
+        """The first Parquet read of a process imports more of pyarrow: a server does it at
+        start, not in its first request (admin commands never need it)."""
         _read_events(events_parquet(EVENT_SCHEMA.empty_table()), None, None)
 
     @contextlib.contextmanager
