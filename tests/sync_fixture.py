@@ -45,7 +45,13 @@ def _frame_specs(rng: random.Random, n: int, shared: int) -> list[tuple[int, Any
 
 
 def write_work_session(
-    root: Path, seed: int, *, events: int = 3000, frames: int = 45, shared: int = 6
+    root: Path,
+    seed: int,
+    *,
+    events: int = 3000,
+    frames: int = 45,
+    shared: int = 6,
+    app: str = "Workbench",
 ) -> int:
     """One session of ``events`` rows of mixed work (moves, clicks, keys, typing, wheel) showing
     ``frames`` distinct frames; the first ``shared`` frames are the same in every session. Its
@@ -59,12 +65,12 @@ def write_work_session(
             for label, popup in _frame_specs(rng, frames, shared)
         ]
         order = ids + [rng.choice(ids) for _ in range(frames)]  # each at least once, some twice
-        ev.focus("Workbench", 1, f"Form {seed}")
+        ev.focus(app, 1, f"Form {seed}")
         ev.marker("task_start", f"task {seed}")
         per_frame = max(1, events // len(order))
         for fid in order:
             start = len(ev.rows)
-            p = ev.click(window=1, app="Workbench")
+            p = ev.click(window=1, app=app)
             ev.frame(fid, p)
             while len(ev.rows) - start < per_frame:
                 r = rng.random()

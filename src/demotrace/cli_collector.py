@@ -39,6 +39,17 @@ def _config(args: argparse.Namespace) -> Any:
         cfg.rate_per_s = args.rate
     if getattr(args, "burst", None):
         cfg.rate_burst = args.burst
+    if getattr(args, "k_anonymity", None):
+        if args.k_anonymity < 2:
+            from demotrace.errors import CollectorError
+
+            raise CollectorError(
+                "--k-anonymity must be 2 or more: with 1, coverage figures would describe a "
+                "single device."
+            )
+        cfg.k_anonymity = args.k_anonymity
+    if getattr(args, "work_dir", None):
+        cfg.work_dir = str(Path(args.work_dir).resolve())
     if getattr(args, "max_body_mb", None):
         cfg.max_segment_bytes = int(args.max_body_mb * 1024 * 1024)
     return cfg
@@ -215,6 +226,16 @@ def add_parsers(sub: Any) -> None:
     s.add_argument("--max-body-mb", type=float, help="largest segment accepted (default 64)")
     s.add_argument("--rate", type=float, help="requests per second per device (default 200)")
     s.add_argument("--burst", type=int, help="burst of requests per device (default 1000)")
+    s.add_argument(
+        "--k-anonymity",
+        type=int,
+        help="admin pages and API hide any coverage or consent group from fewer devices "
+        "(default 5)",
+    )
+    s.add_argument(
+        "--work-dir",
+        help="this host's scratch space for dataset builds (default DATA_DIR/work)",
+    )
     s.set_defaults(func=cmd_serve)
 
     a = sub.add_parser("admin", help="collector side: enrolment codes, devices, policy, purge")

@@ -16,18 +16,19 @@ import os
 import threading
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import zstandard
 from fastapi import Depends, FastAPI, Header, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from demotrace import __version__
+from demotrace.collector.builds import Builds
 from demotrace.collector.service import Config, Problem, Service
 from demotrace.errors import CollectorError
 
@@ -35,6 +36,7 @@ log = logging.getLogger("demotrace.collector")
 ENV_CONFIG = "DEMOTRACE_COLLECTOR_CONFIG"
 SESSION = Annotated[int, Path(ge=0, le=2**62, description="the session id on the device")]
 SEQ = Annotated[int, Path(ge=0, le=2**62)]
+BUILD = Annotated[str, Path(pattern=r"^b-[0-9a-f]{12}$", description="a build id")]
 _bearer = HTTPBearer(auto_error=False, description="a device credential or the admin credential")
 Creds = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
@@ -111,6 +113,21 @@ class DeletionIn(_Strict):
 
 class CodeIn(_Strict):
     ttl_s: int | None = Field(default=None, ge=60, le=365 * 86400)
+    note: str | None = Field(default=None, max_length=200)
+
+
+class ConsentAnswer(_Strict):
+    version: str = Field(min_length=1, max_length=80)
+    state: Literal["accepted", "withdrawn"]
+    at_ns: int = Field(ge=0, le=2**62)
+
+
+class ConsentIn(_Strict):
+    answers: list[ConsentAnswer] = Field(max_length=1000)
+
+
+class BuildIn(_Strict):
+    engine: Literal["local", "ray"] = "local"
     note: str | None = Field(default=None, max_length=200)
 
 
@@ -219,6 +236,8 @@ def create_app(service: Service) -> FastAPI:
     )
     app.state.service = service
     app.state.limiter = limiter
+    builds = Builds(service)
+    app.state.builds = builds
 
     @app.exception_handler(Problem)
     async def _problem(_req: Request, exc: Problem) -> JSONResponse:
@@ -339,6 +358,11 @@ def create_app(service: Service) -> FastAPI:
             raise Problem(422, "A seq span runs from its first to its last seq.")
         return await run_in_threadpool(service.delete, device, body.id, what)
 
+    @app.put("/v1/consent", tags=["device"])
+    async def consent(body: ConsentIn, device: Device) -> dict[str, int]:
+        answers = [a.model_dump() for a in body.answers]
+        return await run_in_threadpool(service.report_consent, device, answers)
+
     # -- admin ------------------------------------------------------------------------------
     @app.post("/v1/admin/enroll-codes", tags=["admin"], status_code=201)
     async def new_code(body: CodeIn, _admin: Admin) -> dict[str, Any]:
@@ -373,6 +397,31 @@ def create_app(service: Service) -> FastAPI:
     async def purge(_admin: Admin) -> dict[str, Any]:
         gone = await run_in_threadpool(service.purge)
         return {"sessions": len(gone)}
+
+    @app.get("/v1/admin/consent", tags=["admin"])
+    async def consent_summary(_admin: Admin) -> list[dict[str, Any]]:
+        return await run_in_threadpool(service.consent_summary)
+
+    @app.post("/v1/admin/builds", tags=["admin"], status_code=202)
+    async def start_build(body: BuildIn, _admin: Admin) -> dict[str, Any]:
+        return await run_in_threadpool(builds.start, body.engine, body.note)
+
+    @app.get("/v1/admin/builds", tags=["admin"])
+    async def list_builds(_admin: Admin) -> list[dict[str, Any]]:
+        return await run_in_threadpool(builds.list)
+
+    @app.get("/v1/admin/builds/{build}", tags=["admin"])
+    async def get_build(build: BUILD, _admin: Admin) -> dict[str, Any]:
+        return await run_in_threadpool(builds.get, build)
+
+    @app.get("/v1/admin/builds/{build}/coverage", tags=["admin"])
+    async def coverage(build: BUILD, _admin: Admin) -> dict[str, Any]:
+        return await run_in_threadpool(builds.coverage, build)
+
+    @app.get("/v1/admin/builds/{build}/dataset.zip", tags=["admin"])
+    async def download(build: BUILD, _admin: Admin) -> FileResponse:
+        path = await run_in_threadpool(builds.zip_file, build)
+        return FileResponse(path, media_type="application/zip", filename=f"{build}.zip")
 
     @app.get("/", include_in_schema=False)
     async def root() -> PlainTextResponse:

@@ -16,6 +16,7 @@ import errno
 import os
 import re
 import secrets
+import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,6 +85,12 @@ class BlobStore(Protocol):
 
     def list(self, prefix: str = "") -> Iterator[str]:
         """Keys that start with ``prefix``, sorted."""
+
+    def put_file(self, key: str, path: Path) -> None:
+        """Store the file at ``path`` at ``key`` (streamed: for objects too big for memory)."""
+
+    def get_file(self, key: str, dest: Path) -> None:
+        """Write the object at ``key`` to ``dest`` (streamed); KeyError if absent."""
 
 
 # -- a folder ---------------------------------------------------------------------------------
@@ -161,6 +168,31 @@ class FsBlobs:
             pass  # some file systems cannot sync a folder; the rename is still atomic
         finally:
             os.close(fd)
+
+    def put_file(self, key: str, path: Path) -> None:
+        """Copy ``path`` beside the target, fsync it, and rename it over the target."""
+        target = self._path(key)
+        tmp = target.with_name(f".{target.name}~{secrets.token_hex(6)}{_TMP}")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(path, "rb") as src, open(tmp, "xb") as dst:
+                shutil.copyfileobj(src, dst, 1024 * 1024)
+                dst.flush()
+                os.fsync(dst.fileno())
+            os.replace(tmp, target)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise self._error("write", target, exc) from None
+        self._sync_dir(target.parent)
+
+    def get_file(self, key: str, dest: Path) -> None:
+        source = self._path(key)
+        try:
+            shutil.copyfile(source, dest)
+        except FileNotFoundError:
+            raise KeyError(key) from None
+        except OSError as exc:
+            raise self._error("read", source, exc) from None
 
     def get(self, key: str) -> bytes:
         path = self._path(key)
@@ -355,6 +387,33 @@ class S3Blobs:
         try:
             response = self.client.get_object(Bucket=self.bucket, Key=name)
             return response["Body"].read()
+        except self._exc.ClientError as exc:
+            if self._code(exc) in ("NoSuchKey", "404", "NotFound"):
+                raise KeyError(key) from None
+            raise self._error(exc) from None
+        except self._exc.BotoCoreError as exc:
+            raise self._error(exc) from None
+
+    def put_file(self, key: str, path: Path) -> None:
+        """boto3's managed upload (multipart for big files; S3 shows the object only once
+        complete)."""
+        from boto3.exceptions import S3UploadFailedError
+
+        name = self._root + _check_key(key)
+        try:
+            self.client.upload_file(str(path), self.bucket, name)
+        except (self._exc.BotoCoreError, self._exc.ClientError) as exc:
+            raise self._error(exc) from None
+        except S3UploadFailedError as exc:
+            raise CollectorError(
+                f"The blob store {self.where} did not take the upload of {key} ({exc}). Check "
+                "the S3 server, its free space and the bucket's permissions."
+            ) from None
+
+    def get_file(self, key: str, dest: Path) -> None:
+        name = self._root + _check_key(key)
+        try:
+            self.client.download_file(self.bucket, name, str(dest))
         except self._exc.ClientError as exc:
             if self._code(exc) in ("NoSuchKey", "404", "NotFound"):
                 raise KeyError(key) from None

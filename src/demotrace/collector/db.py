@@ -1,5 +1,5 @@
 """The collector's database: admins, devices, enrolment codes, sessions, segments, blobs,
-deletions and tombstones, policies.
+deletions and tombstones, policies and each device's consent to them, dataset builds.
 
 SQLAlchemy Core on SQLite (the embedded default, one file) or PostgreSQL (``postgresql://``). The
 schema is made and upgraded by the Alembic migrations in :mod:`demotrace.collector.migrations`,
@@ -137,6 +137,41 @@ policies = sa.Table(
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("created_ns", _ns, nullable=False),
+)
+
+consents = sa.Table(
+    "consents",
+    metadata,
+    sa.Column("device", sa.String(40), primary_key=True),
+    sa.Column("version", sa.String(80), primary_key=True),
+    sa.Column("state", sa.String(12), nullable=False),
+    sa.Column("at_ns", _ns, nullable=False),
+)
+builds = sa.Table(
+    "builds",
+    metadata,
+    sa.Column("id", sa.String(24), primary_key=True),
+    sa.Column("state", sa.String(12), nullable=False),
+    sa.Column("engine", sa.String(12), nullable=False),
+    sa.Column("note", sa.String(200)),
+    sa.Column("created_ns", _ns, nullable=False),
+    sa.Column("started_ns", _ns),
+    sa.Column("finished_ns", _ns),
+    sa.Column("heartbeat_ns", _ns),
+    sa.Column("done_sessions", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("total_sessions", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("episodes", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("steps", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("bytes", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("error", sa.Text),
+    sa.Column("coverage", sa.Text),
+)
+build_sessions = sa.Table(
+    "build_sessions",
+    metadata,
+    sa.Column("build", sa.String(24), primary_key=True),
+    sa.Column("device", sa.String(40), primary_key=True, index=True),
+    sa.Column("session", sa.BigInteger, primary_key=True),
 )
 
 

@@ -70,11 +70,14 @@ class Config:
     rate_burst: int = 1000
     retention_days: int | None = None
     enroll_ttl_s: int = 7 * 24 * 3600
+    k_anonymity: int = 5  # coverage and consent counts: no group from fewer devices is shown
+    work_dir: str | None = None  # build scratch space and unpacked datasets (a cache)
 
     @classmethod
     def in_folder(cls, folder: Path, **kw: Any) -> Config:
         """The embedded default: a SQLite file and a lake folder under ``folder``."""
         folder = Path(folder).resolve()
+        kw.setdefault("work_dir", str(folder / "work"))
         return cls(f"sqlite:///{folder / 'collector.db'}", str(folder / "lake"), **kw)
 
     def to_env(self) -> str:
@@ -736,6 +739,9 @@ class Service:
                         sa.select(T.sessions.c.session).where(T.sessions.c.device == device)
                     )
                 ]
+        from demotrace.collector.builds import withdraw
+
+        withdrawn = withdraw(self, device, stone["session"])  # builds that hold any of it
         counts = {"events": 0, "segments": 0, "frames": 0, "tiles": 0, "sessions": 0}
         gone_frames: set[str] = set()
         whole = stone["session"] is not None and stone["seq_from"] is None
@@ -773,7 +779,7 @@ class Service:
                     ).rowcount
                     self.blobs.delete(f"sessions/{device}/{sid}.json")
         self._drop_frames(device, gone_frames, counts)
-        result = {"status": "deleted", **counts}
+        result = {"status": "deleted", **counts, "builds_withdrawn": len(withdrawn)}
         with self._write() as conn:
             T.insert_ignore(
                 conn,
@@ -961,6 +967,93 @@ class Service:
         if row is None:
             return None
         return {"version": row.version, "name": row.name, "text": row.text}
+
+    # -- consent ----------------------------------------------------------------------------
+    def report_consent(self, device: str, answers: list[dict[str, Any]]) -> dict[str, int]:
+        """A device's consent answers: its latest state (``accepted`` or ``withdrawn``) per
+        policy version, with when it was given. An older answer never replaces a newer one."""
+        latest: dict[str, dict[str, Any]] = {}
+        for a in answers:
+            v = str(a["version"])
+            if v not in latest or int(a["at_ns"]) >= latest[v]["at_ns"]:
+                latest[v] = {"state": a["state"], "at_ns": int(a["at_ns"])}
+        changed = 0
+        c = T.consents.c
+        with self._write() as conn:
+            self._lock(conn, "consent", device)
+            have = {
+                r.version: r.at_ns
+                for r in conn.execute(
+                    sa.select(c.version, c.at_ns).where(
+                        c.device == device, c.version.in_(sorted(latest))
+                    )
+                )
+            }
+            for version, a in sorted(latest.items()):
+                if version in have and have[version] >= a["at_ns"]:
+                    continue
+                where = sa.and_(c.device == device, c.version == version)
+                conn.execute(T.consents.delete().where(where))
+                conn.execute(T.consents.insert().values(device=device, version=version, **a))
+                changed += 1
+        return {"versions": len(latest), "changed": changed}
+
+    def consent_summary(self) -> list[dict[str, Any]]:
+        """Per published policy version (newest first): how many active devices accepted it,
+        withdrew, or never answered. Counts only, and a count from fewer than ``k_anonymity``
+        devices is shown as such, not as a number."""
+        k = self.config.k_anonymity
+        c = T.consents.c
+        active = T.devices.c.revoked_ns.is_(None)
+        with self._read() as conn:
+            n_active = int(
+                conn.execute(
+                    sa.select(sa.func.count()).select_from(T.devices).where(active)
+                ).scalar()
+            )
+            counts: dict[tuple[str, str], int] = {
+                (r.version, r.state): int(r.n)
+                for r in conn.execute(
+                    sa.select(c.version, c.state, sa.func.count().label("n"))
+                    .select_from(T.consents.join(T.devices, T.devices.c.id == c.device))
+                    .where(active)
+                    .group_by(c.version, c.state)
+                )
+            }
+            policies = conn.execute(
+                sa.select(
+                    T.policies.c.version, T.policies.c.name, T.policies.c.created_ns
+                ).order_by(T.policies.c.id.desc())
+            ).fetchall()
+
+        def cells(*ns: int) -> list[int | str]:
+            # A small count is hidden; then the others are rounded too, or the number of devices
+            # (which the devices page shows) minus them would give it back.
+            small = any(0 < n < k for n in ns)
+            return [
+                n
+                if n == 0 or (n >= k and not small)
+                else (f"fewer than {k}" if n < k else f"{k} or more")
+                for n in ns
+            ]
+
+        out = []
+        for i, p in enumerate(policies):
+            accepted = counts.get((p.version, "accepted"), 0)
+            withdrawn = counts.get((p.version, "withdrawn"), 0)
+            a, w, na = cells(accepted, withdrawn, max(0, n_active - accepted - withdrawn))
+            out.append(
+                {
+                    "version": p.version,
+                    "name": p.name,
+                    "published_ns": p.created_ns,
+                    "current": i == 0,
+                    "accepted": a,
+                    "withdrawn": w,
+                    "not_answered": na,
+                }
+            )
+        return out
 
     # -- numbers ----------------------------------------------------------------------------
     def totals(self) -> dict[str, int]:
