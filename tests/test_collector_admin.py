@@ -156,7 +156,7 @@ def test_a_deletion_withdraws_the_builds_that_hold_it(
     builds = B.Builds(service)
     done = _run(service)
     zip_path = builds.zip_file(done["id"])
-    store, sid = work_store["loner"]
+    sid = work_store["loner"][1]
     result = service.delete(LONER, "req-000001", {"session": sid})
     assert result["builds_withdrawn"] == 1
     gone = builds.get(done["id"])

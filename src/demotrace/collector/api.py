@@ -22,7 +22,13 @@ import zstandard
 from fastapi import Depends, FastAPI, Header, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import (
+    FileResponse,
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -31,6 +37,7 @@ from demotrace import __version__
 from demotrace.collector.builds import Builds
 from demotrace.collector.service import Config, Problem, Service
 from demotrace.errors import CollectorError
+from demotrace.web.admin import add_admin, error_response
 
 log = logging.getLogger("demotrace.collector")
 ENV_CONFIG = "DEMOTRACE_COLLECTOR_CONFIG"
@@ -216,6 +223,11 @@ def _digest(header: str | None) -> str:
 
 
 # -- the application ----------------------------------------------------------------------------
+def _is_page(request: Request) -> bool:
+    path = request.url.path
+    return path == "/admin" or path.startswith("/admin/")
+
+
 def create_app(service: Service) -> FastAPI:
     cfg = service.config
     limiter = RateLimiter(cfg.rate_per_s, cfg.rate_burst)
@@ -240,23 +252,34 @@ def create_app(service: Service) -> FastAPI:
     app.state.builds = builds
 
     @app.exception_handler(Problem)
-    async def _problem(_req: Request, exc: Problem) -> JSONResponse:
+    async def _problem(req: Request, exc: Problem) -> Response:
+        if _is_page(req):
+            return error_response(req, exc.status, exc.message)
         headers = {}
         if exc.status == 429:
             headers["Retry-After"] = str(exc.extra.pop("retry_after", 1))
         return JSONResponse({"error": exc.message, **exc.extra}, exc.status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _invalid(req: Request, exc: RequestValidationError) -> Response:
         parts = []
         for e in exc.errors()[:5]:
             where = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
             parts.append(f"{where or 'the body'}: {e.get('msg')}")
+        if _is_page(req):
+            return error_response(req, 422, "The request is not valid: " + "; ".join(parts) + ".")
         return JSONResponse({"error": "The request is not valid: " + "; ".join(parts) + "."}, 422)
 
     @app.exception_handler(CollectorError)
-    async def _backend(req: Request, exc: CollectorError) -> JSONResponse:
+    async def _backend(req: Request, exc: CollectorError) -> Response:
         log.error("%s %s: %s", req.method, req.url.path, exc)
+        if _is_page(req):
+            return error_response(
+                req,
+                503,
+                "The collector cannot reach its database or blob store just now; nothing was "
+                "changed. Retry in a moment.",
+            )
         return JSONResponse(
             {
                 "error": "The collector cannot reach its database or blob store just now; nothing "
@@ -267,8 +290,10 @@ def create_app(service: Service) -> FastAPI:
         )
 
     @app.exception_handler(Exception)
-    async def _bug(req: Request, exc: Exception) -> JSONResponse:
+    async def _bug(req: Request, exc: Exception) -> Response:
         log.exception("unexpected error in %s %s", req.method, req.url.path)
+        if _is_page(req):
+            return error_response(req, 500, "The collector failed on this page (logged).")
         return JSONResponse(
             {
                 "error": "The collector failed on this request (logged). Nothing of it was kept; "
@@ -278,7 +303,10 @@ def create_app(service: Service) -> FastAPI:
         )
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(req: Request, exc: StarletteHTTPException) -> Response:
+        if _is_page(req):
+            message = "There is no such admin page." if exc.status_code == 404 else str(exc.detail)
+            return error_response(req, exc.status_code, message)
         return JSONResponse({"error": str(exc.detail)}, exc.status_code)
 
     @app.get("/v1/health", tags=["public"])
@@ -423,9 +451,15 @@ def create_app(service: Service) -> FastAPI:
         path = await run_in_threadpool(builds.zip_file, build)
         return FileResponse(path, media_type="application/zip", filename=f"{build}.zip")
 
+    add_admin(app, service, builds)
+
     @app.get("/", include_in_schema=False)
-    async def root() -> PlainTextResponse:
-        return PlainTextResponse("demotrace collector: API under /v1, schema at /openapi.json\n")
+    async def root(request: Request) -> Response:
+        if "text/html" in request.headers.get("accept", ""):
+            return RedirectResponse("/admin/", status_code=303)
+        return PlainTextResponse(
+            "demotrace collector: API under /v1, schema at /openapi.json, admin pages at /admin/\n"
+        )
 
     return app
 
