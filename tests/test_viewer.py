@@ -5,12 +5,15 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
+from starlette.routing import Mount
 
 from dataset_fixture import EPISODES, STEP_NAMES, make_tiny_dataset
 from demotrace.errors import DatasetError, DemotraceError
@@ -161,3 +164,155 @@ def test_server_listens_on_loopback_only(dataset: Path) -> None:
         assert server.url == f"http://127.0.0.1:{server.port}/" and server.port > 0
     finally:
         server.socket.close()
+
+
+# -- mounted in another app under a prefix, people hidden ----------------------------------------
+PREFIX = "/admin/builds/b-123/view"
+HOME = ("/admin/builds", "builds")
+HIDDEN_STEP_KEYS = {"device", "session", "seq_start", "seq_end", "t_start", "t_end"}
+
+
+class Links(HTMLParser):
+    """Every href, src and form action of a page, and the data-base of its body."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+        self.base: str | None = None
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("href", "src", "action") and value is not None:
+                self.urls.append(value)
+            if tag == "body" and name == "data-base":
+                self.base = value
+
+
+def parent_app(viewer: FastAPI) -> FastAPI:
+    """A stand-in for the collector: its own page, and the viewer mounted under PREFIX."""
+    parent = FastAPI()
+
+    @parent.get("/admin/builds")
+    def builds() -> dict[str, str]:
+        return {"page": "builds"}
+
+    parent.router.routes.append(Mount(PREFIX, viewer))
+    return parent
+
+
+@pytest.fixture(scope="module")
+def mounted(dataset: Path) -> Iterator[TestClient]:
+    viewer = create_app(dataset, check_host=False, home_link=HOME)
+    with TestClient(parent_app(viewer), base_url="https://collector.example") as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def hidden(dataset: Path) -> Iterator[TestClient]:
+    viewer = create_app(dataset, check_host=False, hide_people=True, home_link=HOME)
+    with TestClient(parent_app(viewer), base_url="https://collector.example") as c:
+        yield c
+
+
+def own_urls(text: str, base: str = PREFIX) -> list[str]:
+    """The page's URLs other than the home link and data: URIs; each must start with ``base``."""
+    links = Links(text)
+    assert links.base == base
+    urls = [u for u in links.urls if u != HOME[0] and not u.startswith("data:")]
+    for url in urls:
+        assert url.startswith(f"{base}/"), f"{url!r} does not start with {base}/"
+    return urls
+
+
+def episode_links(text: str) -> list[str]:
+    return [u for u in own_urls(text) if u.startswith(f"{PREFIX}/episode/")]
+
+
+@pytest.mark.parametrize("which", ["mounted", "hidden"])
+def test_mounted_under_a_prefix(request: pytest.FixtureRequest, which: str) -> None:
+    client: TestClient = request.getfixturevalue(which)
+    index = client.get(f"{PREFIX}/")
+    assert index.status_code == 200
+    assert f'<a id="home" class="home" href="{HOME[0]}">{HOME[1]}</a>' in index.text
+    assert client.get(HOME[0]).json() == {"page": "builds"}  # the parent's own route
+    urls = own_urls(index.text)
+    assert f"{PREFIX}/static/viewer.css" in urls
+    assert len(episode_links(index.text)) == len(EPISODES)
+    for url in urls:  # everything the list links to is there
+        assert client.get(url).status_code == 200, url
+    for link in episode_links(index.text):
+        page = client.get(link)
+        assert page.status_code == 200
+        player_urls = own_urls(page.text)
+        assert f"{PREFIX}/static/viewer.js" in player_urls
+        name = link.rsplit("/", 1)[1]
+        assert f"{PREFIX}/frame/{name}/0.png" in player_urls
+        for url in player_urls:  # stylesheet, script, frame, raw observation, the list
+            assert client.get(url).status_code == 200, url
+        frame = client.get(f"{PREFIX}/frame/{name}/1.png")
+        assert frame.headers["content-type"] == "image/png"
+        assert Image.open(io.BytesIO(frame.content)).size in ((1280, 800), (1024, 768))
+        body = client.get(f"{PREFIX}/api/episode/{name}/steps?limit=3").json()
+        assert body["episode_id"] == name and [s["t"] for s in body["steps"]] == [0.0, 2.0, 4.0]
+    missing = client.get(f"{PREFIX}/episode/local-9-0000")
+    assert missing.status_code == 404 and "local-9-0000" in missing.text
+    own_urls(missing.text)
+    api = client.get(f"{PREFIX}/api/episode/local-9-0000/steps")  # JSON under the prefix too
+    assert api.status_code == 404 and "detail" in api.json()
+    assert client.get("/static/viewer.js").status_code == 404  # nothing at the parent's root
+
+
+def test_explicit_base_without_a_mount(dataset: Path) -> None:
+    """Behind a proxy that strips the prefix, ``base`` alone puts it on every URL."""
+    app = create_app(dataset, PORT, base="/view/")
+    with TestClient(app, base_url=f"http://127.0.0.1:{PORT}") as c:
+        index = c.get("/")
+        urls = own_urls(index.text, "/view")
+        assert f"/view/episode/{DESKTOP}" in urls
+        player = c.get(f"/episode/{DESKTOP}")
+        assert f"/view/frame/{DESKTOP}/0.png" in own_urls(player.text, "/view")
+    with pytest.raises(ValueError, match="base"):
+        create_app(dataset, base="view")
+
+
+def test_mounted_app_still_checks_the_host(dataset: Path) -> None:
+    parent = parent_app(create_app(dataset, PORT))
+    with TestClient(parent, base_url=f"http://127.0.0.1:{PORT}") as c:
+        assert c.get(f"{PREFIX}/").status_code == 200
+        assert c.get(f"{PREFIX}/", headers={"host": "evil.example"}).status_code == 421
+        assert c.get(HOME[0], headers={"host": "evil.example"}).status_code == 200  # not ours
+
+
+def test_hide_people_shows_no_device_or_time(hidden: TestClient, client: TestClient) -> None:
+    shown = client.get("/").text  # the local viewer shows when each episode started
+    assert "2025-03-01 09:00:00" in shown
+    index = hidden.get(f"{PREFIX}/")
+    names = [u.rsplit("/", 1)[1] for u in episode_links(index.text)]
+    assert len(names) == len(EPISODES) and names == sorted(names)  # by name, not by time
+    assert all(n.startswith("e-") for n in names)
+    assert 'id="hidden-note"' in index.text and "People hidden" in index.text
+    pages = [index.text]
+    for name in names:
+        page = hidden.get(f"{PREFIX}/episode/{name}?step=2")
+        assert 'id="started"' not in page.text and 'id="hidden-note"' in page.text
+        pages.append(page.text)
+        total = 0
+        for offset in range(0, 100, 5):
+            body = hidden.get(f"{PREFIX}/api/episode/{name}/steps?offset={offset}&limit=5").json()
+            for step in body["steps"]:
+                assert not HIDDEN_STEP_KEYS & step.keys(), step
+                assert step["episode_id"] == name and isinstance(step["t"], float)
+                assert step["app"] and step["action"]["type"]  # the rest is there
+            total += len(body["steps"])
+            pages.append(json.dumps(body))
+        assert total == body["total"] > 0
+    for text in pages:
+        for episode in EPISODES:  # the id names the device and session
+            assert episode["episode_id"] not in text
+        assert "local" not in text and "2025" not in text and "09:00" not in text
+    # the ids the local viewer uses are not answered
+    assert hidden.get(f"{PREFIX}/episode/{DESKTOP}").status_code == 404
+    assert hidden.get(f"{PREFIX}/api/episode/{DESKTOP}/steps").status_code == 404
+    assert hidden.get(f"{PREFIX}/frame/{DESKTOP}/0.png").status_code == 404
+    assert hidden.get(f"{PREFIX}/raw/{DESKTOP}/0").status_code == 404

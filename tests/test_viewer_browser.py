@@ -15,13 +15,14 @@ from PIL import Image
 
 from browser import CHROMIUM, chromium_page, running
 from dataset_fixture import EPISODES, make_tiny_dataset
-from demotrace.web.viewer import ViewerServer
+from demotrace.web.serving import LoopbackServer
+from demotrace.web.viewer import ViewerServer, create_app
 
 if CHROMIUM is None:
     pytest.skip("chromium is not installed (run `make setup`)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
-from test_viewer import red_centroid  # noqa: E402 - after the skips above
+from test_viewer import HOME, PREFIX, parent_app, red_centroid  # noqa: E402 - after the skips
 
 EPISODE = EPISODES[0]["episode_id"]
 N_STEPS = len(EPISODES[0]["steps"])
@@ -88,3 +89,38 @@ def test_scrubber_home_end_and_play(page: sync_api.Page, viewer: str) -> None:
     page.keyboard.press("Space")
     assert page.text_content("#play") == "Play"
     assert "step=1" in page.url
+
+
+@pytest.fixture(scope="module")
+def mounted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The viewer mounted under PREFIX in a parent app, people hidden; the parent's URL."""
+    dataset = make_tiny_dataset(tmp_path_factory.mktemp("mounted") / "ds")
+    server = LoopbackServer(
+        lambda port: parent_app(create_app(dataset, port, hide_people=True, home_link=HOME)),
+        what="viewer's parent",
+        why_local="it is a test.",
+    )
+    with running(server, "the viewer's parent") as url:
+        yield url.rstrip("/")
+
+
+def test_player_under_a_prefix(page: sync_api.Page, mounted: str) -> None:
+    page.goto(f"{mounted}{PREFIX}/")
+    page.click("#episodes a >> text=e-")
+    page.wait_for_url(f"{mounted}{PREFIX}/episode/e-*")
+    name = page.url.partition("?")[0].rsplit("/", 1)[1]
+    shown(page, 0)
+    assert page.get_attribute("#obs", "src") == f"{PREFIX}/frame/{name}/0.png"
+    page.keyboard.press("ArrowRight")
+    shown(page, 1)
+    assert page.get_attribute("#obs", "src") == f"{PREFIX}/frame/{name}/1.png"
+    assert page.get_attribute("#raw", "href") == f"{PREFIX}/raw/{name}/1"
+    assert page.url == f"{mounted}{PREFIX}/episode/{name}?step=1"
+    assert page.text_content("#time") == "2.0 s" and page.locator("#started").count() == 0
+    page.keyboard.press("Space")  # plays from the steps' t: 2 s apart
+    assert page.text_content("#play") == "Pause"
+    shown(page, 2)
+    page.keyboard.press("Space")
+    assert page.text_content("#play") == "Play"
+    page.click("#home")
+    page.wait_for_url(f"{mounted}{HOME[0]}")

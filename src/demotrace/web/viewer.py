@@ -4,7 +4,8 @@
 columns, never loading screenshots; a page of step metadata or one observation is then read from
 its row group alone. Frames are served as PNGs with the step's action drawn on them by Pillow.
 :func:`serve` runs it on a loopback address; requests addressed to any other host are refused
-(DNS rebinding).
+(DNS rebinding). Another app (the collector's admin pages) can mount it under a path prefix, with
+its own authentication and with the people who recorded the episodes hidden.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import bisect
 import contextlib
 import datetime as dt
 import functools
+import hashlib
+import hmac
 import io
 import json
 import math
@@ -330,9 +333,41 @@ class Painter:
 
 
 # -- the app -----------------------------------------------------------------------------------
-def create_app(dataset: Path, port: int | None = None) -> FastAPI:
-    """The viewer app over ``dataset``. Only requests whose Host header is a loopback name with
-    ``port`` (any port when None) are answered; :func:`serve` passes the port it bound."""
+#: What ``hide_people`` leaves out: who recorded an episode and when (``docs/viewer.md``).
+HIDDEN_EPISODE_FIELDS = ("device", "session", "episode_index", "t_start", "t_end")
+HIDDEN_STEP_FIELDS = ("device", "session", "seq_start", "seq_end", "t_start", "t_end")
+HIDDEN_NOTE = (
+    "People hidden: no device, session, date or clock time is shown; episodes go by a name "
+    "derived from their id, in that order, and times are seconds since the episode's start."
+)
+
+
+def create_app(
+    dataset: Path,
+    port: int | None = None,
+    *,
+    base: str | None = None,
+    check_host: bool = True,
+    hide_people: bool = False,
+    home_link: tuple[str, str] | None = None,
+) -> FastAPI:
+    """The viewer app over ``dataset``.
+
+    ``base`` is the path prefix the app is served under (``"/admin/builds/b-1/view"``); every
+    URL on its pages and in its script carries it. None takes it from the request's
+    ``root_path``, which ``Mount(prefix, app)`` in a parent app (and ``uvicorn --root-path``)
+    sets, so a mounted viewer needs no ``base``. With ``check_host`` only requests whose Host
+    header is a loopback name with ``port`` (any port when None) are answered (:func:`serve`
+    passes the port it bound); an app that authenticates its requests itself passes False.
+    ``hide_people`` leaves out who recorded each episode and when (device, session, dates and
+    clock times; see :data:`HIDDEN_EPISODE_FIELDS`, :data:`HIDDEN_STEP_FIELDS`), and names
+    episodes by :func:`episode_alias` instead of their id, which contains the device.
+    ``home_link`` (href, text) adds a link back to the parent app in the header.
+    """
+    if base is not None:
+        base = base.rstrip("/")
+        if base and not base.startswith("/"):
+            raise ValueError(f"base must be empty or a path starting with '/', not {base!r}")
     index = DatasetIndex(Path(dataset))
     templates = Jinja2Templates(directory=HERE / "templates")
     templates.env.filters["duration"] = _duration
@@ -340,12 +375,30 @@ def create_app(dataset: Path, port: int | None = None) -> FastAPI:
     app.state.port = port
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
 
+    # Episodes by the name the pages use (their id, or an alias that does not show the device).
+    if hide_people:
+        names = _aliases(list(index.episodes), json.dumps(index.info, sort_keys=True).encode())
+        listed = sorted(index.episodes, key=names.__getitem__)
+    else:
+        names = {eid: eid for eid in index.episodes}
+        listed = list(index.episodes)
+    by_name = {name: eid for eid, name in names.items()}
+
+    def prefix(request: Request) -> str:
+        return base if base is not None else request.scope.get("root_path", "").rstrip("/")
+
+    def route_path(request: Request) -> str:
+        """The path inside this app, whether it is mounted or not."""
+        path, root = request.scope["path"], request.scope.get("root_path", "")
+        return path[len(root) :] if root and path.startswith(root) else path
+
     @app.middleware("http")
-    async def check_host(request: Request, call_next: Callable[..., Any]) -> Response:
+    async def guard(request: Request, call_next: Callable[..., Any]) -> Response:
         host = request.headers.get("host", "")
         name, _, got = host.rpartition(":")
         want = app.state.port
-        if name not in (*_LOOPBACK_NAMES, "[::1]") or (want is not None and got != str(want)):
+        wrong_port = want is not None and got != str(want)
+        if check_host and (name not in (*_LOOPBACK_NAMES, "[::1]") or wrong_port):
             where = f"http://127.0.0.1:{want}/" if want is not None else "http://127.0.0.1:PORT/"
             return PlainTextResponse(
                 f"This demotrace viewer only answers requests addressed to {where} (this one was "
@@ -360,101 +413,140 @@ def create_app(dataset: Path, port: int | None = None) -> FastAPI:
         )
         return response
 
+    def render(
+        request: Request, template: str, context: dict[str, Any], status_code: int = 200
+    ) -> Response:
+        page = {
+            "base": prefix(request),
+            "hide_people": hide_people,
+            "hidden_note": HIDDEN_NOTE,
+            "home_link": home_link,
+        }
+        return templates.TemplateResponse(
+            request, template, page | context, status_code=status_code
+        )
+
     def not_found(what: str) -> HTTPException:
         return HTTPException(status_code=404, detail=f"{what} is not in the dataset {index.root}.")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        if request.url.path.startswith("/api/"):
+        if route_path(request).startswith("/api/"):
             return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
-        return templates.TemplateResponse(
-            request,
-            "error.html",
-            {"status": exc.status_code, "message": exc.detail},
-            status_code=exc.status_code,
-        )
+        context = {"status": exc.status_code, "message": exc.detail}
+        return render(request, "error.html", context, status_code=exc.status_code)
 
     @app.exception_handler(DemotraceError)
     async def dataset_error(request: Request, exc: DemotraceError) -> Response:
-        return templates.TemplateResponse(
-            request, "error.html", {"status": 500, "message": str(exc)}, status_code=500
-        )
+        return render(request, "error.html", {"status": 500, "message": str(exc)}, 500)
 
-    def n_steps(episode_id: str) -> int:
-        try:
-            return index.n_steps(episode_id)
-        except KeyError:
-            raise not_found(f"The episode {episode_id!r}") from None
+    def resolve(name: str) -> str:
+        """The episode id of the episode the pages call ``name``; 404 if there is none."""
+        if name not in by_name:
+            raise not_found(f"The episode {name!r}")
+        return by_name[name]
+
+    def shown(episode: dict[str, Any]) -> dict[str, Any]:
+        """An episode's row as the pages show it."""
+        row = dict(episode, episode_id=names[episode["episode_id"]])
+        if hide_people:
+            for field in HIDDEN_EPISODE_FIELDS:
+                row.pop(field, None)
+        return row
 
     @app.get("/", response_class=HTMLResponse)
     def episodes(request: Request, page: int = Query(0, ge=0)) -> Response:
-        rows = list(index.episodes.values())
-        pages = max(1, math.ceil(len(rows) / EPISODES_PER_PAGE))
-        shown = rows[page * EPISODES_PER_PAGE : (page + 1) * EPISODES_PER_PAGE]
+        pages = max(1, math.ceil(len(listed) / EPISODES_PER_PAGE))
+        chunk = listed[page * EPISODES_PER_PAGE : (page + 1) * EPISODES_PER_PAGE]
         context = {
-            "episodes": shown,
+            "episodes": [shown(index.episodes[eid]) for eid in chunk],
             "info": index.info,
             "page": page,
             "pages": pages,
             "root": index.root,
-            "total": len(rows),
+            "total": len(listed),
         }
-        return templates.TemplateResponse(request, "index.html", context)
+        return render(request, "index.html", context)
 
-    @app.get("/episode/{episode_id}", response_class=HTMLResponse)
-    def episode(request: Request, episode_id: str, step: int = Query(0, ge=0)) -> Response:
-        n = n_steps(episode_id)
+    @app.get("/episode/{name}", response_class=HTMLResponse)
+    def episode(request: Request, name: str, step: int = Query(0, ge=0)) -> Response:
+        episode_id = resolve(name)
+        n = index.n_steps(episode_id)
         context = {
-            "episode": index.episodes[episode_id],
+            "episode": shown(index.episodes[episode_id]),
             "n_steps": n,
             "step": min(step, max(n - 1, 0)),
             "page_size": PAGE,
         }
-        return templates.TemplateResponse(request, "episode.html", context)
+        return render(request, "episode.html", context)
 
-    @app.get("/api/episode/{episode_id}/steps")
+    @app.get("/api/episode/{name}/steps")
     def steps(
-        episode_id: str,
+        name: str,
         offset: int = Query(0, ge=0),
         limit: int = Query(PAGE, ge=1, le=MAX_PAGE),
     ) -> dict[str, Any]:
-        total = n_steps(episode_id)
+        episode_id = resolve(name)
+        total = index.n_steps(episode_id)
         try:
             rows = index.steps(episode_id, offset, limit)
         except KeyError:
-            raise not_found(f"A step of the episode {episode_id!r}") from None
+            raise not_found(f"A step of the episode {name!r}") from None
         start = index.episodes[episode_id].get("t_start")
         for row in rows:
             row["t"] = _seconds_since(row.get("t_start"), start)
+            row["episode_id"] = name
+            if hide_people:
+                for field in HIDDEN_STEP_FIELDS:
+                    row.pop(field, None)
         return {
-            "episode_id": episode_id,
+            "episode_id": name,
             "offset": offset,
             "limit": limit,
             "total": total,
             "steps": rows,
         }
 
-    def frame_step(episode_id: str, step_index: int) -> dict[str, Any]:
+    def frame_step(name: str, step_index: int) -> tuple[str, dict[str, Any]]:
+        episode_id = resolve(name)
         try:
-            return index.step(episode_id, step_index)
+            return episode_id, index.step(episode_id, step_index)
         except KeyError:
-            raise not_found(f"Step {step_index} of the episode {episode_id!r}") from None
+            raise not_found(f"Step {step_index} of the episode {name!r}") from None
 
-    @app.get("/frame/{episode_id}/{step_index:int}.png")
-    def frame(episode_id: str, step_index: int) -> Response:
-        step = frame_step(episode_id, step_index)
+    @app.get("/frame/{name}/{step_index:int}.png")
+    def frame(name: str, step_index: int) -> Response:
+        episode_id, step = frame_step(name, step_index)
         png = render_frame(index.observation(episode_id, step_index), step)
-        return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=600"})
+        return Response(
+            png, media_type="image/png", headers={"Cache-Control": "private, max-age=600"}
+        )
 
-    @app.get("/raw/{episode_id}/{step_index:int}")
-    def raw(episode_id: str, step_index: int) -> Response:
-        frame_step(episode_id, step_index)
+    @app.get("/raw/{name}/{step_index:int}")
+    def raw(name: str, step_index: int) -> Response:
+        episode_id, _ = frame_step(name, step_index)
         data = index.observation(episode_id, step_index)
         if not data:
-            raise not_found(f"An observation of step {step_index} of {episode_id!r}")
+            raise not_found(f"An observation of step {step_index} of {name!r}")
         return Response(data, media_type=_image_type(data))
 
     return app
+
+
+def episode_alias(key: bytes, episode_id: str, length: int = 12) -> str:
+    """The name ``hide_people`` gives an episode: ``e-`` and hex digits of a keyed hash of its
+    id (the key is the dataset's ``meta/info.json``). It is stable for a build, shows neither
+    the device nor the session, and sorting by it mixes everyone's episodes. It is not a
+    secret: whoever holds the dataset can compute it."""
+    digest = hmac.new(key, episode_id.encode(), hashlib.sha256).hexdigest()
+    return f"e-{digest[:length]}"
+
+
+def _aliases(episode_ids: list[str], key: bytes) -> dict[str, str]:
+    names = {eid: episode_alias(key, eid) for eid in episode_ids}
+    if len(set(names.values())) < len(names):  # 48 bits collide about never; then use all 256
+        names = {eid: episode_alias(key, eid, 64) for eid in episode_ids}
+    return names
 
 
 def _duration(seconds: float | None) -> str:

@@ -1,9 +1,11 @@
-// The replay player: steps come from /api/episode/ID/steps in pages, frames from /frame/ID/N.png.
+// The replay player: steps come from BASE/api/episode/ID/steps in pages, frames from
+// BASE/frame/ID/N.png, where BASE is the path the viewer is served under (<body data-base>).
 "use strict";
 (() => {
   const root = document.getElementById("player");
   const total = Number(root.dataset.steps);
   if (!total) return;
+  const base = document.body.dataset.base || "";
   const episode = encodeURIComponent(root.dataset.episode);
   const pageSize = Number(root.dataset.page);
   const MAX_DELAY_S = 5;
@@ -16,11 +18,12 @@
   let timer = null; // null: paused
   let playing = 0; // the current run of play; stop() starts a new one
 
-  const frameUrl = (i) => `/frame/${episode}/${i}.png`;
+  const frameUrl = (i) => `${base}/frame/${episode}/${i}.png`;
 
   function page(number) {
     if (!pages.has(number)) {
-      const url = `/api/episode/${episode}/steps?offset=${number * pageSize}&limit=${pageSize}`;
+      const query = `offset=${number * pageSize}&limit=${pageSize}`;
+      const url = `${base}/api/episode/${episode}/steps?${query}`;
       const request = fetch(url).then((r) => {
         if (!r.ok) throw new Error(`${url}: ${r.status}`);
         return r.json();
@@ -41,8 +44,9 @@
     $("title").textContent = step.title || "";
     $("url").textContent = step.url || "";
     $("skills").textContent = (step.skills || []).join(", ");
-    $("started").textContent = step.t_start || "";
-    $("time").textContent = step.t === null ? "" : `${step.t.toFixed(1)} s`;
+    const started = $("started"); // not on the page when people are hidden
+    if (started) started.textContent = step.t_start || "";
+    $("time").textContent = typeof step.t === "number" ? `${step.t.toFixed(1)} s` : "";
     $("action").textContent = JSON.stringify(step.action, null, 2);
     $("action").dataset.step = String(step.step_index);
   }
@@ -54,7 +58,7 @@
     obs.src = frameUrl(i);
     scrubber.value = String(i);
     $("step-index").textContent = String(i);
-    $("raw").href = `/raw/${episode}/${i}`;
+    $("raw").href = `${base}/raw/${episode}/${i}`;
     history.replaceState(null, "", `?step=${i}`);
     try {
       const step = await stepAt(i);
@@ -80,7 +84,8 @@
     if (index + 1 >= total) { stop(); return; }
     const [now, next] = await Promise.all([stepAt(index), stepAt(index + 1)]);
     if (run !== playing) return;
-    const delta = (Date.parse(next.t_start) - Date.parse(now.t_start)) / 1000;
+    // t: seconds since the episode's start (there even when clock times are hidden)
+    const delta = typeof now.t === "number" && typeof next.t === "number" ? next.t - now.t : NaN;
     const delay = Math.min(Math.max(Number.isFinite(delta) ? delta : 1, 0.05), MAX_DELAY_S);
     timer = setTimeout(async () => {
       await show(index + 1);
