@@ -184,6 +184,66 @@ def _refusal(url: str, method: str, path: str, r: httpx.Response) -> str:
     return f"The collector at {url} refused {method} {path} (HTTP {r.status_code}): {said}{hint}"
 
 
+# -- what is due ----------------------------------------------------------------------------------
+def review_period_ns(review_hours: float) -> int:
+    """The policy's review period in nanoseconds, as every upload decision counts it."""
+    return int(review_hours * 3600e9)
+
+
+@dataclasses.dataclass
+class UploadPlan:
+    """Where one session stands with the collector, from the local store alone.
+
+    An event may leave once it is older than the review period (its wall time plus the period
+    is at or before ``now``). Uploads are contiguous runs of seq above the upload mark, so an
+    event past the review period still waits behind an earlier one that is not."""
+
+    session: int
+    events: int  # rows in the local store
+    uploaded: int  # at or below the upload mark: the collector holds them
+    eligible: int  # the contiguous run above the mark past the review period: the next sync
+    waiting: int  # the rest: inside the review period, or behind a row that is
+    mark: int  # the upload mark (seq), -1 before the first upload
+    mark_wall_ns: int | None  # when the collector last confirmed the mark
+    cutoff_t: int  # rows with t_ns at or below this are past the review period
+    next_wall_ns: int | None  # when the first waiting row leaves the review period
+
+
+def upload_plan(
+    db: sqlite3.Connection, session: dict[str, Any], review_ns: int, now_ns: int
+) -> UploadPlan:
+    """The :class:`UploadPlan` of one session (a row of ``Store.sessions()``) at wall time
+    ``now_ns``: three indexed queries, no loop over events. The :class:`Syncer` decides with it
+    what to upload; ``demotrace ui`` shows it."""
+    sid = int(session["id"])
+    wall0, mono0 = int(session["started_wall_ns"]), int(session["started_mono_ns"])
+    cutoff_t = mono0 + (now_ns - review_ns - wall0)
+    row = db.execute("SELECT seq, t_wall_ns FROM uploads WHERE session = ?", (sid,)).fetchone()
+    mark, mark_wall = (int(row[0]), int(row[1])) if row else (-1, None)
+    first = db.execute(  # the first row above the mark still inside the review period
+        "SELECT seq, t_ns FROM events WHERE session = ? AND seq > ? AND t_ns > ? "
+        "ORDER BY seq LIMIT 1",
+        (sid, mark, cutoff_t),
+    ).fetchone()
+    stop = int(first[0]) if first else None
+    total, uploaded, eligible = db.execute(
+        "SELECT COUNT(*), COALESCE(SUM(seq <= ?), 0), "
+        "COALESCE(SUM(seq > ? AND (? IS NULL OR seq < ?)), 0) FROM events WHERE session = ?",
+        (mark, mark, stop, stop, sid),
+    ).fetchone()
+    return UploadPlan(
+        session=sid,
+        events=int(total),
+        uploaded=int(uploaded),
+        eligible=int(eligible),
+        waiting=int(total - uploaded - eligible),
+        mark=mark,
+        mark_wall_ns=mark_wall,
+        cutoff_t=cutoff_t,
+        next_wall_ns=wall0 + (int(first[1]) - mono0) + review_ns if first else None,
+    )
+
+
 # -- one sync round -------------------------------------------------------------------------------
 @dataclasses.dataclass
 class SyncResult:
@@ -221,7 +281,7 @@ class Syncer:
         self.store = store
         self.db: sqlite3.Connection = store.db
         self.enrollment = enrollment
-        self.review_ns = int(review_hours * 3600e9)
+        self.review_ns = review_period_ns(review_hours)
         self.home = home
         self.t = transport or Transport(enrollment.url, enrollment.token)
         self.segment_rows = segment_rows
@@ -234,6 +294,7 @@ class Syncer:
     def run(self, now_wall_ns: int | None = None) -> SyncResult:
         now = now_wall_ns or time.time_ns()
         self.fetch_policy()
+        self.report_consent()
         self.send_deletions()
         for s in self.store.sessions():
             self.upload_session(s, now)
@@ -271,6 +332,15 @@ class Syncer:
         os.replace(tmp, path)
         self.result.policy = body["version"]
 
+    def report_consent(self) -> None:
+        """Tell the collector the latest consent answer per policy version (counts per version
+        are all its admin sees)."""
+        from demotrace.sync.consent import consent_answers
+
+        answers = consent_answers(self.db)
+        if answers:
+            self.t.call("PUT", "/v1/consent", json={"answers": answers[-1000:]})
+
     # deletions ------------------------------------------------------------------------------
     def send_deletions(self) -> None:
         rows = self.db.execute(
@@ -290,15 +360,10 @@ class Syncer:
     # sessions -------------------------------------------------------------------------------
     def upload_session(self, s: dict[str, Any], now: int) -> None:
         sid = int(s["id"])
-        cutoff_t = int(s["started_mono_ns"]) + (now - self.review_ns - int(s["started_wall_ns"]))
-        local_mark = self._mark(sid)
-        pending = self.db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(t_ns <= ?), 0) FROM events "
-            "WHERE session = ? AND seq > ?",
-            (cutoff_t, sid, local_mark),
-        ).fetchone()
-        self.result.waiting_events += int(pending[0] - pending[1])
-        if not pending[1]:
+        plan = upload_plan(self.db, s, self.review_ns, now)
+        cutoff_t = plan.cutoff_t
+        self.result.waiting_events += plan.waiting
+        if not plan.eligible:
             return
         answer = self.t.call("PUT", f"/v1/sessions/{sid}", json=_session_meta(s)).json()
         if answer.get("status") == "deleted":  # deleted on the collector: it stays deleted
@@ -315,10 +380,6 @@ class Syncer:
             else:  # the collector holds another range already: ask it again
                 mark = self._server_mark(sid)
             self._set_mark(sid, mark)
-
-    def _mark(self, sid: int) -> int:
-        row = self.db.execute("SELECT seq FROM uploads WHERE session = ?", (sid,)).fetchone()
-        return int(row[0]) if row else -1
 
     def _set_mark(self, sid: int, seq: int) -> None:
         with self.db:

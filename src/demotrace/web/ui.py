@@ -45,7 +45,8 @@ HERE = Path(__file__).parent
 #: Steps per page of a session's timeline.
 STEPS_PER_PAGE = 40
 THUMB_W = 320
-UPLOAD_STATE = "Nothing is uploaded yet: this machine has no collector."
+#: How often a recorder on an enrolled machine syncs by default (``record --sync-every``).
+SYNC_EVERY_MIN = 5
 STATES = {
     "recording": "Recording",
     "paused": "Paused",
@@ -122,6 +123,169 @@ def _duration(seconds: float | None) -> str:
     return (
         f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
     )
+
+
+def _until(ns: int | None) -> str:
+    """Local date and time of ``ns`` rounded up to the minute (by then it has happened)."""
+    if ns is None:
+        return ""
+    minute = 60_000_000_000
+    seconds = -(-ns // minute) * 60
+    return dt.datetime.fromtimestamp(seconds).astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+# -- uploads ----------------------------------------------------------------------------------
+def _enrollment(home: Path) -> tuple[Any, str | None]:
+    """(the enrolment or None, a problem with its file or None)."""
+    from demotrace.errors import SyncError
+    from demotrace.sync.client import Enrollment
+
+    try:
+        return Enrollment.load(home), None
+    except SyncError as exc:
+        return None, str(exc)
+
+
+def session_upload(plan: Any, enrolled: bool) -> dict[str, Any]:
+    """A session's upload state: ``state`` (none, empty, waiting, ready, partial, uploaded),
+    ``label`` for the page and ``until_ns``, when its first waiting event may leave."""
+    n, m = plan.uploaded, plan.events
+    until = _until(plan.next_wall_ns)
+    out: dict[str, Any] = {"until_ns": plan.next_wall_ns if enrolled and plan.waiting else None}
+    if not enrolled:
+        if n == 0:
+            return {**out, "state": "none", "label": "not uploaded (no collector)"}
+        done = "uploaded" if n == m else f"partly uploaded ({n:,} of {m:,} events)"
+        return {
+            **out,
+            "state": "uploaded" if n == m else "partial",
+            "label": f"{done} earlier; not enrolled now, so nothing more leaves",
+        }
+    if m == 0:
+        return {**out, "state": "empty", "label": "nothing to upload (no events)"}
+    if n == m:
+        return {**out, "state": "uploaded", "label": "uploaded"}
+    later = f"waiting for review until {until}" if plan.waiting else ""
+    if n == 0 and not plan.eligible:
+        return {**out, "state": "waiting", "label": later}
+    parts = [f"partly uploaded ({n:,} of {m:,} events)" if n else "not uploaded yet"]
+    if plan.eligible:
+        parts.append(f"the next sync sends {plan.eligible:,} events")
+    if plan.waiting:
+        parts.append(f"{plan.waiting:,} {later}")
+    return {**out, "state": "partial" if n else "ready", "label": "; ".join(parts)}
+
+
+def deletion_state(reason: str, sent_ns: int | None, enrolled: bool) -> dict[str, str]:
+    """Whether a deletion has reached the collector: ``state`` (sent, waiting, none, local) and
+    ``label``."""
+    from demotrace.sync.client import _FORWARDED
+
+    if reason not in _FORWARDED:
+        return {"state": "local", "label": "needs no sending: the collector has its own retention"}
+    if sent_ns:
+        return {"state": "sent", "label": f"reached the collector at {_wall(sent_ns)}"}
+    if enrolled:
+        return {"state": "waiting", "label": "waiting for the next sync to reach the collector"}
+    return {"state": "none", "label": "needs no sending: this machine has no collector"}
+
+
+def deletion_rows(store: Any, enrolled: bool, after: int = 0, limit: int = 20) -> list[dict]:
+    """The deletions log with ids above ``after``, newest first, each with its collector state."""
+    out = []
+    for r in store.db.execute(
+        "SELECT id, t_wall_ns, what, reason, events, frames, tiles, sent_ns FROM deletions "
+        "WHERE id > ? ORDER BY id DESC LIMIT ?",
+        (after, limit),
+    ):
+        row = dict(zip(("id", "t_wall_ns", "what", "reason", "events", "frames", "tiles",
+                        "sent_ns"), r, strict=True))  # fmt: skip
+        row["when"] = _wall(row["t_wall_ns"])
+        row["collector"] = deletion_state(row["reason"], row["sent_ns"], enrolled)
+        out.append(row)
+    return out
+
+
+def upload_state(home: Path, store: Any, review_hours: float) -> dict[str, Any]:
+    """What has reached the collector and what waits, computed as the sync client decides it
+    (:func:`demotrace.sync.client.upload_plan`), with SQL aggregates only. ``sessions`` maps a
+    session id to :func:`session_upload`. ``store`` may be None (nothing recorded yet)."""
+    from demotrace.sync.client import _FORWARDED, review_period_ns, upload_plan
+
+    enrollment, problem = _enrollment(home)
+    enrolled = enrollment is not None
+    out: dict[str, Any] = {
+        "enrolled": enrolled,
+        "problem": problem,
+        "collector": enrollment.url if enrolled else None,
+        "device": enrollment.device if enrolled else None,
+        "enrolled_at": _wall(enrollment.enrolled_ns) if enrolled else "",
+        "review_hours": review_hours,
+        "sync_every_min": SYNC_EVERY_MIN,
+        "events": 0,
+        "uploaded": 0,
+        "uploaded_sessions": 0,
+        "complete_sessions": 0,
+        "eligible": 0,
+        "waiting": 0,
+        "next_ns": None,
+        "next": "",
+        "last_upload_ns": None,
+        "last_upload": "",
+        "deletions_waiting": 0,
+        "sessions": {},
+    }
+    if store is None:
+        return out
+    now = time.time_ns()
+    review = review_period_ns(review_hours)
+    for s in store.sessions():
+        plan = upload_plan(store.db, s, review, now)
+        out["sessions"][plan.session] = session_upload(plan, enrolled)
+        out["events"] += plan.events
+        out["uploaded"] += plan.uploaded
+        out["uploaded_sessions"] += plan.uploaded > 0
+        out["complete_sessions"] += plan.events > 0 and plan.uploaded == plan.events
+        out["eligible"] += plan.eligible
+        out["waiting"] += plan.waiting
+        if plan.waiting and (out["next_ns"] is None or plan.next_wall_ns < out["next_ns"]):
+            out["next_ns"] = plan.next_wall_ns
+    out["next"] = _until(out["next_ns"])
+    out["last_upload_ns"] = store.db.execute("SELECT MAX(t_wall_ns) FROM uploads").fetchone()[0]
+    out["last_upload"] = _wall(out["last_upload_ns"])
+    marks = ", ".join("?" for _ in _FORWARDED)
+    out["deletions_waiting"] = store.db.execute(
+        f"SELECT COUNT(*) FROM deletions WHERE sent_ns IS NULL AND reason IN ({marks})",
+        _FORWARDED,
+    ).fetchone()[0]
+    return out
+
+
+def upload_summary(up: dict[str, Any]) -> str:
+    """The upload state in one paragraph of plain text (the export's summary)."""
+    if not up["enrolled"]:
+        why = f" {up['problem']}" if up["problem"] else ""
+        return (
+            f"This machine is not enrolled with a collector: nothing leaves this computer.{why} "
+            "Enrolling takes a code from the collector's admin: `demotrace enroll URL CODE`."
+        )
+    text = [
+        f"Enrolled with the collector {up['collector']} as device {up['device']} "
+        f"since {up['enrolled_at']}.",
+        f"Last upload: {up['last_upload']}." if up["last_upload"] else "Nothing uploaded yet.",
+        f"Uploaded: {up['uploaded']:,} of {up['events']:,} events kept here "
+        f"({up['uploaded_sessions']} sessions).",
+    ]
+    if up["waiting"]:
+        text.append(
+            f"{up['waiting']:,} events wait for the review period ({up['review_hours']:g} "
+            f"hours); the earliest may leave at {up['next']}."
+        )
+    if up["eligible"]:
+        text.append(f"{up['eligible']:,} events are past it and go with the next sync.")
+    if up["deletions_waiting"]:
+        text.append(f"{up['deletions_waiting']} deletions wait for the next sync.")
+    return " ".join(text)
 
 
 def session_rows(store: Any, live: int | None) -> list[dict[str, Any]]:
@@ -208,6 +372,8 @@ def export_zip(home: Path, folder: Path, policy: Any) -> Path:
 
     store = _open_store(home)
     try:
+        up = upload_state(home, store, policy.review_hours)
+        per_session = up.pop("sessions")
         copy = folder / DB_NAME
         target = sqlite3.connect(copy)
         try:
@@ -219,18 +385,19 @@ def export_zip(home: Path, folder: Path, policy: Any) -> Path:
             "exported_at": _wall(time.time_ns()),
             "data_home": str(home),
             "policy_in_force": {"name": policy.name, "version": policy.version},
-            "upload": UPLOAD_STATE,
-            "sessions": [{**s, "counts": store.counts(int(s["id"]))} for s in store.sessions()],
+            "upload": {**up, "text": upload_summary(up)},
+            "sessions": [
+                {
+                    **s,
+                    "counts": store.counts(int(s["id"])),
+                    "upload": per_session.get(int(s["id"]), {}).get("label"),
+                }
+                for s in store.sessions()
+            ],
             "consent": store.consent_history(),
             "deletions": [
-                dict(
-                    zip(
-                        ("id", "t_wall_ns", "what", "reason", "events", "frames", "tiles"),
-                        r,
-                        strict=True,
-                    )
-                )
-                for r in store.db.execute("SELECT * FROM deletions ORDER BY id")
+                {**d, "collector": d["collector"]["label"]}
+                for d in reversed(deletion_rows(store, up["enrolled"], limit=-1))
             ],
             "files": {DB_NAME: "a copy of the local store (SQLite): sessions, events, screenshots"},
         }
@@ -356,18 +523,27 @@ def create_app(home: Path, token: str, port: int | None = None) -> FastAPI:
         except StoreError:
             return None
 
+    def have_store() -> bool:
+        store = store_or_none()
+        if store is None:
+            return False
+        store.close()
+        return True
+
     @router.get("/", response_class=HTMLResponse)
     def index(request: Request) -> Response:
         status = recorder_status(home)
         pol = policy()
         store = store_or_none()
         n_sessions, consent = 0, "none"
-        if store is not None:
-            from demotrace.privacy.consent import consent_state
+        try:
+            up = upload_state(home, store, pol.review_hours)
+            if store is not None:
+                from demotrace.privacy.consent import consent_state
 
-            try:
                 n_sessions, consent = len(store.sessions()), consent_state(store, pol)
-            finally:
+        finally:
+            if store is not None:
                 store.close()
         state = status["state"] if status else None
         return page(
@@ -379,7 +555,7 @@ def create_app(home: Path, token: str, port: int | None = None) -> FastAPI:
             policy=pol,
             consent=consent,
             n_sessions=n_sessions,
-            upload=UPLOAD_STATE,
+            upload=up,
             home=home,
         )
 
@@ -432,29 +608,27 @@ def create_app(home: Path, token: str, port: int | None = None) -> FastAPI:
     @router.get("/sessions", response_class=HTMLResponse)
     def sessions(request: Request) -> Response:
         status = recorder_status(home)
+        pol = policy()
         store = store_or_none()
         rows: list[dict[str, Any]] = []
         deletions: list[dict[str, Any]] = []
-        if store is not None:
-            try:
+        try:
+            up = upload_state(home, store, pol.review_hours)
+            if store is not None:
                 rows = session_rows(store, status.get("session") if status else None)
-                for r in store.db.execute(
-                    "SELECT t_wall_ns, what, reason, events, frames, tiles FROM deletions "
-                    "ORDER BY id DESC LIMIT 20"
-                ):
-                    deletions.append(
-                        dict(zip(("when", "what", "reason", "events", "frames", "tiles"),
-                                 (_wall(r[0]), *r[1:]), strict=True))
-                    )  # fmt: skip
-            finally:
+                deletions = deletion_rows(store, up["enrolled"])
+        finally:
+            if store is not None:
                 store.close()
+        for row in rows:
+            row["upload"] = up["sessions"].get(row["id"])
         return page(
             request,
             "ui_sessions.html",
             sessions=rows,
             running=status is not None,
             deletions=deletions,
-            upload=UPLOAD_STATE,
+            upload=up,
         )
 
     def session_info(sid: int) -> tuple[dict[str, Any], int | None]:
@@ -528,8 +702,29 @@ def create_app(home: Path, token: str, port: int | None = None) -> FastAPI:
             png = out.getvalue()
         return Response(png, media_type="image/png")
 
-    def done(request: Request, what: str, counts: dict[str, Any], back: str) -> Response:
+    def last_deletion() -> int:
+        """The id of the newest row of the deletions log (0: none), to find the new ones."""
+        store = store_or_none()
+        if store is None:
+            return 0
+        try:
+            return int(store.db.execute("SELECT COALESCE(MAX(id), 0) FROM deletions").fetchone()[0])
+        finally:
+            store.close()
+
+    def done(
+        request: Request, what: str, counts: dict[str, Any], back: str, after: int
+    ) -> Response:
+        """The page after a deletion: what went, and whether the collector has been told."""
         steps_cache._cache.clear()
+        enrollment, _problem = _enrollment(home)
+        logged: list[dict[str, Any]] = []
+        store = store_or_none()
+        if store is not None:
+            try:
+                logged = deletion_rows(store, enrollment is not None, after=after)
+            finally:
+                store.close()
         return page(
             request,
             "ui_done.html",
@@ -538,6 +733,9 @@ def create_app(home: Path, token: str, port: int | None = None) -> FastAPI:
             frames=counts.get("frames", 0),
             tiles=counts.get("tiles", 0),
             back=back,
+            enrollment=enrollment,
+            logged=logged,
+            sync_every_min=SYNC_EVERY_MIN,
         )
 
     @router.post("/forget/step", response_class=HTMLResponse)
@@ -559,12 +757,14 @@ def create_app(home: Path, token: str, port: int | None = None) -> FastAPI:
         steps = steps_cache.get(session)["steps"]
         if not any(s["seq_start"] == seq_start and s["seq_end"] == seq_end for s in steps):
             raise UiError(f"Session {session} has no such step (any more).", 404)
+        after = last_deletion()
         store = _open_store(home)
         try:
             counts = store.forget_span(session, seq_start, seq_end)
         finally:
             store.close()
-        return done(request, f"a step of session {session}", counts, f"{prefix}/session/{session}")
+        back = f"{prefix}/session/{session}"
+        return done(request, f"a step of session {session}", counts, back, after)
 
     def forget(request: dict[str, Any]) -> dict[str, Any]:
         """Through the running recorder (it drops what it holds too), else in the store."""
@@ -585,20 +785,23 @@ def create_app(home: Path, token: str, port: int | None = None) -> FastAPI:
     def forget_session(request: Request, form: Posted) -> Response:
         session = _field(form, "session", int)
         session_info(session)
+        after = last_deletion()
         counts = forget({"sessions": [session]})
-        return done(request, f"session {session}", counts, f"{prefix}/sessions")
+        return done(request, f"session {session}", counts, f"{prefix}/sessions", after)
 
     @router.post("/forget/recent", response_class=HTMLResponse)
     def forget_recent(request: Request, form: Posted) -> Response:
         minutes = _field(form, "minutes", float)
-        if store_or_none() is None:
+        if not have_store():
             raise UiError("Nothing has been recorded on this machine yet.", 404)
+        after = last_deletion()
         counts = forget({"since_wall_ns": time.time_ns() - int(minutes * 60e9)})
-        return done(request, f"the last {minutes:g} minutes", counts, f"{prefix}/sessions")
+        what = f"the last {minutes:g} minutes"
+        return done(request, what, counts, f"{prefix}/sessions", after)
 
     @router.get("/export")
     def export() -> Response:
-        if store_or_none() is None:
+        if not have_store():
             raise UiError("Nothing has been recorded on this machine yet: there is no data.", 404)
         folder = Path(tempfile.mkdtemp(prefix=".export-", dir=home))
         try:
