@@ -191,11 +191,12 @@ def test_build_a_dataset_see_coverage_replay_and_download(collector: Collector) 
         # the replay viewer over the build, with people hidden
         page.goto(c.url + f"/admin/builds/{build_id}/view/")
         page.locator("a[href*='/episode/']").first.click()
-        page.wait_for_selector("#obs")
+        page.wait_for_selector('#obs[data-loaded="0"]')
         first = page.get_attribute("#obs", "src")
         assert first.startswith(f"/admin/builds/{build_id}/view/frame/")
         page.keyboard.press("ArrowRight")
-        page.wait_for_function(f"document.getElementById('obs').getAttribute('src') !== {first!r}")
+        page.wait_for_selector('#obs[data-loaded="1"]')  # the next frame, loaded
+        assert page.get_attribute("#obs", "src") != first
         assert page.evaluate("document.getElementById('obs').naturalWidth") > 0
         assert not any(d in page.content() for d in COMMON)
         shot(page, "admin-viewer")

@@ -150,7 +150,10 @@ def suppress(raw: dict[str, Any], k: int = DEFAULT_K) -> dict[str, Any]:
             "id": chart_id,
             "title": title,
             "unit": unit,
-            "rows": [{"label": r["label"], "value": r["value"]} for r in kept],
+            "rows": [
+                {"label": r["label"], "value": r["value"] if unit == "hours" else round(r["value"])}
+                for r in kept
+            ],
             "hidden_groups": len(hidden),
         }
         chart["note"] = (
