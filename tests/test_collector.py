@@ -401,3 +401,70 @@ def test_enrolment_codes_are_one_time(tmp_path: Path, home: Path) -> None:
         token = json.loads((home / "collector.json").read_text())["token"]
         assert token.split(".", 1)[1] not in stored and code not in stored
         assert c.admin_token and c.admin_token.split(".", 1)[1] not in stored
+
+
+# -- consent reports and builds on the collector ----------------------------------------------
+def test_consent_reports_builds_and_their_withdrawal(
+    backend: Backend, home: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two devices sync and report consent; the admin sees counts; a build of the lake (the
+    real job process) matches a local build of the same lake; a deletion withdraws it."""
+    import time
+
+    import httpx
+
+    published = tmp_path / "policy.toml"
+    published.write_text(_policy_text(5, review_hours=1))
+    homes = [home, tmp_path / "home-b"]
+    with backend.collector(extra=("--k-anonymity", "2")) as c:
+        admin = {"Authorization": f"Bearer {c.admin_token}"}
+        c.admin("policy", str(published))
+        for h in homes:
+            monkeypatch.setenv("DEMOTRACE_HOME", str(h))
+            _session(h / "store", 1)
+            _enroll(c, capsys)
+            first = _sync(capsys)
+            assert first["policy"].startswith("5-") and first["events"] == 45
+            assert main(["consent", "--accept"]) == 0
+            assert _sync(capsys)["events"] == 0  # this round only reports the consent
+        consent = httpx.get(c.url + "/v1/admin/consent", headers=admin).json()
+        assert [(v["accepted"], v["withdrawn"], v["not_answered"]) for v in consent] == [(2, 0, 0)]
+
+        started = httpx.post(c.url + "/v1/admin/builds", json={"note": "t"}, headers=admin)
+        assert started.status_code == 202 and started.json()["state"] == "queued"
+        build_id = started.json()["id"]
+        deadline = time.monotonic() + 180
+        while (b := httpx.get(f"{c.url}/v1/admin/builds/{build_id}", headers=admin).json())[
+            "state"
+        ] in ("queued", "running"):
+            assert time.monotonic() < deadline, b
+            time.sleep(0.3)
+        assert b["state"] == "done", b
+        assert (b["done_sessions"], b["total_sessions"], b["devices"]) == (2, 2, 2)
+        local = build(backend.lake, tmp_path / "local")
+        assert (
+            b["steps"] == local["counts"]["steps"] and b["episodes"] == local["counts"]["episodes"]
+        )
+        cov = httpx.get(f"{c.url}/v1/admin/builds/{build_id}/coverage", headers=admin).json()
+        apps = {
+            r["label"] for ch in cov["charts"] if ch["id"] == "hours_by_app" for r in ch["rows"]
+        }
+        assert cov["shown"] and apps == {"Workbench"}
+        zipped = httpx.get(f"{c.url}/v1/admin/builds/{build_id}/dataset.zip", headers=admin)
+        assert zipped.status_code == 200 and zipped.content[:2] == b"PK"
+        # a device's credential cannot start or read builds
+        device_token = json.loads((homes[1] / "collector.json").read_text())["token"]
+        as_device = {"Authorization": f"Bearer {device_token}"}
+        assert httpx.get(c.url + "/v1/admin/builds", headers=as_device).status_code == 403
+
+        # the second device deletes its session and withdraws consent: the build goes
+        assert main(["forget", "--session", "1"]) == 0
+        assert main(["consent", "--withdraw"]) == 0
+        assert _sync(capsys)["deletions"] == 1
+        gone = httpx.get(f"{c.url}/v1/admin/builds/{build_id}", headers=admin).json()
+        assert gone["state"] == "withdrawn" and "deleted data" in gone["error"]
+        again = httpx.get(f"{c.url}/v1/admin/builds/{build_id}/dataset.zip", headers=admin)
+        assert again.status_code == 409
+        assert not open_blobs(backend.blobs or c.data_dir / "lake").exists(f"builds/{build_id}.zip")
+        consent = httpx.get(c.url + "/v1/admin/consent", headers=admin).json()[0]
+        assert (consent["accepted"], consent["withdrawn"]) == ("fewer than 2", "fewer than 2")
