@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import re
@@ -522,6 +523,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     )
     if args.json:
         out.print_json(json.dumps(result))
+    interactive = sys.stdin.isatty() and sys.stderr.isatty()
+    if args.view == "yes" or (args.view == "auto" and interactive and not args.json):
+        from demotrace.demo import VIEW_PORT
+        from demotrace.errors import DemotraceError
+        from demotrace.web.viewer import ViewerServer
+
+        try:
+            server = ViewerServer(Path(result["dataset"]), port=VIEW_PORT)
+        except DemotraceError:  # the port is taken: any free one
+            server = ViewerServer(Path(result["dataset"]), port=0)
+        err.print(f"[bold]viewer over the dataset: {server.url}[/]  (Ctrl-C stops it)")
+        with contextlib.suppress(KeyboardInterrupt):
+            server.run()
     return 0
 
 
@@ -649,6 +663,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--scenario", action="append", help="scenario name (repeatable; default: all)")
     d.add_argument("--speed", type=float, default=1.0, help="worker speed factor (1 = human)")
     d.add_argument("--json", action="store_true")
+    d.add_argument(
+        "--view",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="then serve the replay viewer over the dataset until Ctrl-C (auto: when run from "
+        "a terminal)",
+    )
     d.set_defaults(func=cmd_demo)
 
     from demotrace.cli_collector import add_parsers
