@@ -316,3 +316,39 @@ def test_hide_people_shows_no_device_or_time(hidden: TestClient, client: TestCli
     assert hidden.get(f"{PREFIX}/api/episode/{DESKTOP}/steps").status_code == 404
     assert hidden.get(f"{PREFIX}/frame/{DESKTOP}/0.png").status_code == 404
     assert hidden.get(f"{PREFIX}/raw/{DESKTOP}/0").status_code == 404
+
+
+def test_demo_serves_the_viewer_over_its_dataset(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`demotrace demo --view yes` ends with the viewer's URL, and the viewer answers there with
+    the dataset the demo built (the recording itself is tested in test_dataset_e2e)."""
+    import threading
+
+    import httpx
+
+    import demotrace.demo
+    from demotrace.cli import main
+    from demotrace.web import viewer
+
+    dataset = make_tiny_dataset(tmp_path / "ds")
+    monkeypatch.setattr(demotrace.demo, "run_demo", lambda **_kw: {"dataset": str(dataset)})
+    answers: list[int] = []
+
+    def run(server: viewer.ViewerServer) -> None:
+        thread = threading.Thread(target=viewer.LoopbackServer.run, args=(server,), daemon=True)
+        thread.start()
+        for _ in range(200):
+            if server.server.started:
+                break
+            threading.Event().wait(0.02)
+        answers.append(httpx.get(server.url).status_code)
+        server.stop()
+        thread.join(10)
+
+    monkeypatch.setattr(viewer.ViewerServer, "run", run)
+    assert main(["demo", "--view", "yes"]) == 0
+    err = capsys.readouterr().err
+    assert answers == [200]
+    url = err.split("viewer over the dataset: ")[1].split()[0]
+    assert url.startswith("http://127.0.0.1:") and url.endswith("/")
