@@ -414,3 +414,194 @@ def test_a_damaged_enrolment_or_no_store_is_a_clear_page(tmp_path: Path, home: P
         response = bare.get(BASE + path)
         assert response.status_code == 200 and 'data-enrolled="yes"' in response.text
         assert text_of(response.text, "upload-last") == "Nothing has been uploaded yet."
+
+
+# -- the replay viewer (/play/<session>/) -------------------------------------------------------
+PLAY = f"{BASE}/play"
+
+
+def two_tasks(home: Path) -> int:
+    """Another session holding two marked tasks (two episodes) of one click each."""
+    from events_builder import Events
+    from store_builder import put_frame, screen_image, write_session
+
+    ev = Events(800, 600)
+    store = Store(home / "store")
+    try:
+        frame = put_frame(store, 99, screen_image(800, 600, 3), ev.t)
+    finally:
+        store.close()
+    ev.focus("Workbench", 1, "Form")
+    for n, text in enumerate(("Open the form", "Save it")):
+        ev.marker("task_start", text)
+        ev.move(100 + 50 * n, 100)
+        pressed = ev.press(window=1, app="Workbench")
+        ev.frame(frame, pressed)
+        ev.release()
+        ev.marker("task_end")
+    return write_session(home / "store", ev)
+
+
+def player(client: TestClient, session: int = 1) -> tuple[str, str]:
+    """(the episode id, the player's page) the session's Play link leads to."""
+    first = client.get(f"{PLAY}/{session}/", follow_redirects=False)
+    assert first.status_code == 303, first.text
+    where = first.headers["location"]
+    assert where.startswith(f"{PLAY}/{session}/episode/")
+    page = client.get(where)
+    assert page.status_code == 200
+    return where.rsplit("/", 1)[1], page.text
+
+
+def steps_of(client: TestClient, episode: str, session: int = 1) -> dict:
+    response = client.get(f"{PLAY}/{session}/api/episode/{episode}/steps")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def copies(client: TestClient) -> list[Path]:
+    return sorted(client.app.state.replays.root.glob("session-*"))  # type: ignore[attr-defined]
+
+
+def test_play_serves_the_viewer_under_the_token(client: TestClient) -> None:
+    play_link = f'href="{PLAY}/1/"'
+    assert play_link in client.get(BASE + "/sessions").text
+    assert play_link in client.get(BASE + "/session/1").text
+    episode, html = player(client)
+    assert f'data-base="{PLAY}/1"' in html
+    links = re.findall(r'(?:href|src)="([^"]*)"', html)
+    home = re.search(r'<a id="home"[^>]* href="([^"]*)"', html)
+    assert home and home.group(1) == f"{BASE}/session/1"  # back to the session page
+    for link in links:
+        if link not in ("data:,", home.group(1)):
+            assert link.startswith(f"{PLAY}/1/"), link
+    assert client.get(f"{PLAY}/1/static/viewer.js").status_code == 200
+    steps = steps_of(client, episode)
+    assert steps["total"] == 4 and [s["action_type"] for s in steps["steps"]] == [
+        "click", "click", "type", "key"
+    ]  # fmt: skip
+    frame = client.get(f"{PLAY}/1/frame/{episode}/0.png")
+    assert frame.status_code == 200 and frame.content[:4] == b"\x89PNG"
+    assert frame.headers["cache-control"] == "no-store"
+    assert client.get(f"{PLAY}/1/frame/{episode}/4.png").status_code == 404
+    assert client.get(f"{PLAY}/1", follow_redirects=False).headers["location"] == f"{PLAY}/1/"
+    # the page's guards hold for the player too
+    assert client.get("/play/1/").status_code == 403
+    assert client.get(f"/t/wrong/play/1/api/episode/{episode}/steps").status_code == 403
+    foreign = client.get(f"{PLAY}/1/frame/{episode}/0.png", headers={"Host": "evil.example:8765"})
+    assert foreign.status_code == 421
+    missing = client.get(f"{PLAY}/42/")
+    assert missing.status_code == 404 and "not on this machine" in missing.text
+    assert "Traceback" not in missing.text
+    for odd in ("x", "01", "²", "9" * 30):
+        assert client.get(f"{PLAY}/{odd}/").status_code == 404, odd
+
+
+def test_play_lists_the_episodes_of_a_session_with_several(client: TestClient, home: Path) -> None:
+    sid = two_tasks(home)
+    page = client.get(f"{PLAY}/{sid}/", follow_redirects=False)
+    assert page.status_code == 200 and 'id="episodes"' in page.text
+    episodes = re.findall(rf'href="{PLAY}/{sid}/episode/([^"]+)"', page.text)
+    assert len(episodes) == 2 and "Open the form" in page.text and "Save it" in page.text
+    for episode in episodes:
+        assert steps_of(client, episode, sid)["total"] == 1
+
+
+def test_a_step_deleted_is_gone_from_the_player(client: TestClient, home: Path) -> None:
+    episode, _html = player(client)
+    before = steps_of(client, episode)["steps"]
+    (old,) = copies(client)
+    click = before[0]
+    span = {"session": 1, "seq_start": click["seq_start"], "seq_end": click["seq_end"]}
+    done = post(client, "/forget/step", span)
+    assert done.status_code == 200
+    assert not old.exists()  # a deletion from the page drops every copy at once
+    after = steps_of(client, episode)["steps"]  # built again, as it is now
+    assert len(after) == 3 and click["seq_start"] not in [s["seq_start"] for s in after]
+    assert [s["action_type"] for s in after] == ["click", "type", "key"]
+    assert client.get(f"{PLAY}/1/frame/{episode}/2.png").status_code == 200
+    assert client.get(f"{PLAY}/1/frame/{episode}/3.png").status_code == 404
+    # a deletion made elsewhere (`demotrace forget`) is seen by the next request of any kind
+    (second,) = copies(client)
+    typed = after[1]
+    with Store(home / "store") as store:
+        store.forget_span(1, typed["seq_start"], typed["seq_end"])
+    assert client.get(f"{PLAY}/1/frame/{episode}/2.png").status_code == 404
+    assert not second.exists()
+    assert [s["action_type"] for s in steps_of(client, episode)["steps"]] == ["click", "key"]
+    assert len(copies(client)) == 1
+
+
+def test_new_events_are_shown_when_a_page_is_opened(client: TestClient, home: Path) -> None:
+    episode, _html = player(client)
+    (first,) = copies(client)
+    # the recorder appends (a pointer move): frames and the steps API go on from the copy ...
+    execute(
+        home,
+        "INSERT INTO events (session, seq, t_ns, kind, x, y) VALUES (1, 1000, "
+        "(SELECT MAX(t_ns) + 1000 FROM events WHERE session = 1), ?, 5, 5)",
+        int(Kind.MOVE),
+    )
+    assert steps_of(client, episode)["total"] == 4
+    assert copies(client) == [first]
+    # ... and opening the player builds it again, with what is stored now
+    player(client)
+    assert first.exists() is False and len(copies(client)) == 1
+
+
+def test_after_the_session_is_deleted_play_says_it_is_gone(client: TestClient) -> None:
+    episode, _html = player(client)
+    (copy,) = copies(client)
+    assert post(client, "/forget/session", {"session": 1}).status_code == 200
+    assert not copy.exists()
+    for path in ("/", f"/episode/{episode}", f"/frame/{episode}/0.png"):
+        gone = client.get(f"{PLAY}/1{path}")
+        assert gone.status_code == 404 and "not on this machine" in gone.text, path
+    assert copies(client) == []
+
+
+def test_two_requests_build_once_and_a_failed_build_is_a_page(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import demotrace.dataset.build as building
+
+    real, calls = building.build, []
+
+    def slow(*args: object, **kwargs: object) -> dict:
+        calls.append(args)
+        time.sleep(0.3)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(building, "build", slow)
+    replays = client.app.state.replays  # type: ignore[attr-defined]
+    got: list[object] = []
+    threads = [threading.Thread(target=lambda: got.append(replays.get(1, True))) for _ in "ab"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(got) == 2 and got[0] is got[1]
+
+    def broken(*args: object, **kwargs: object) -> dict:
+        raise RuntimeError("the disk is full")
+
+    monkeypatch.setattr(building, "build", broken)
+    replays.drop_all()
+    page = client.get(f"{PLAY}/1/")
+    assert page.status_code == 500 and 'id="error"' in page.text
+    assert "could not be prepared for playing" in page.text and "the disk is full" in page.text
+    assert "Traceback" not in page.text and copies(client) == []
+
+
+def test_the_copies_live_in_a_private_folder_gone_at_shutdown(home: Path) -> None:
+    app = create_app(home, TOKEN, 8765)
+    root = app.state.replays.root
+    assert root.is_dir() and (root.stat().st_mode & 0o777) == 0o700
+    assert home.resolve() not in root.resolve().parents
+    with TestClient(app, base_url=f"http://{HOST}") as client:
+        episode, _html = player(client)
+        assert steps_of(client, episode)["total"] == 4
+        assert list(root.glob("session-1-*/data/*.parquet"))
+    assert not root.exists()  # the page stopped: no copy of the screenshots is left

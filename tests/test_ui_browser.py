@@ -1,6 +1,7 @@
 """The worker's page in the real Chromium, driven by Playwright, against `demotrace record`
 running on the virtual desktop: pause and resume from the page reach the recorder; deleting a
-step from the page removes its events and its screenshot from the store."""
+step from the page removes its events and its screenshot from the store; Play opens the replay
+viewer over the session and the arrow keys step through it."""
 
 from __future__ import annotations
 
@@ -137,6 +138,20 @@ def test_pause_resume_and_delete_a_step_from_the_page(
         assert store.db.execute("SELECT COUNT(*) FROM frames").fetchone()[0] == n_frames - 1
         last = store.db.execute("SELECT what FROM deletions ORDER BY id DESC").fetchone()
         assert json.loads(last[0]) == {"session": session, "seq": [start, end]}
+
+    # Play opens the replay viewer over the session as it is now; the arrow key steps
+    page.goto(f"{url}session/{session}")
+    page.click("#play")
+    if page.locator("#player").count() == 0:  # several episodes: the viewer lists them
+        page.click("#episodes a >> nth=0")
+    assert f"/play/{session}/episode/" in page.url
+    page.wait_for_selector('#obs[data-loaded="0"]')
+    page.wait_for_selector('#action[data-step="0"]')
+    page.keyboard.press("ArrowRight")
+    page.wait_for_selector('#obs[data-loaded="1"]')
+    page.wait_for_selector('#action[data-step="1"]')
+    assert page.locator("#step-index").text_content() == "1"
+    assert page.locator("#app").text_content()
 
 
 def test_screenshot_of_the_viewer(page: sync_api.Page, tmp_path: Path) -> None:

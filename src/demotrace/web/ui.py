@@ -1,4 +1,5 @@
-"""The worker's own page (``demotrace ui``): status, pause, notice, recordings, deletion, export.
+"""The worker's own page (``demotrace ui``): status, pause, notice, recordings, replay, deletion,
+export.
 
 A local web app over the data home: it talks to the running recorder through its control socket
 and reads the local store; it never reaches the network. Every request must carry the random
@@ -15,6 +16,7 @@ import hmac
 import io
 import json
 import math
+import re
 import secrets
 import shutil
 import sqlite3
@@ -22,8 +24,10 @@ import tempfile
 import threading
 import time
 import urllib.parse
+import weakref
 import zipfile
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -33,7 +37,9 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from PIL import Image
 from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from demotrace.control import call
 from demotrace.errors import ControlError, DemotraceError
@@ -366,6 +372,181 @@ class Steps:
             return value
 
 
+#: Built copies of sessions kept at once for the player (each holds a session's screenshots).
+PLAY_COPIES = 2
+
+
+@dataclass
+class Replay:
+    """One session built as a dataset in the private temporary folder, with its viewer app."""
+
+    session: int
+    key: tuple[int, ...]  # what every deletion changes (:meth:`Replays.fingerprint`)
+    top: int  # the session's last seq when it was built
+    folder: Path
+    episodes: list[str]
+    app: Any
+
+
+class Replays:
+    """Sessions built for the replay viewer (``/play/<session>/``), each on its own.
+
+    A copy holds the worker's screenshots, so it lives in a private temporary folder (0700,
+    outside the data home) that goes when the page stops (``close``; at the latest at exit), and
+    it is checked against the store on every request: a copy that may hold something deleted
+    since it was built is dropped and built again. Builds of one session take turns.
+    """
+
+    def __init__(self, home: Path, prefix: str) -> None:
+        self.home = home
+        self.prefix = prefix
+        self._lock = threading.Lock()  # guards everything below
+        self._building: dict[int, threading.Lock] = {}
+        self._copies: dict[int, Replay] = {}  # least recently used first
+        self._generation = 0  # drop_all() counts up: a build started before it is not kept
+        self._made = 0
+        self.root = self._new_root()
+
+    def _new_root(self) -> Path:
+        root = Path(tempfile.mkdtemp(prefix="demotrace-play-"))  # private to this user: 0700
+        root.chmod(0o700)
+        weakref.finalize(self, shutil.rmtree, root, True)  # at the latest when Python exits
+        return root
+
+    def fingerprint(self, session: int) -> tuple[tuple[int, ...], int] | None:
+        """(what any deletion changes, the session's last seq); None when the session is gone.
+
+        Every deletion (this page, ``demotrace forget``, retention, a withdrawal) adds a row to
+        the deletions log in the same transaction, and recording only appends events with a
+        higher seq. So the log's size and last id, and the session's first seq, change whenever
+        something a copy may hold is deleted; a higher last seq only means newer events. These
+        are index look-ups, with no count over an hours-long session's events.
+        """
+        from demotrace.errors import StoreError
+
+        try:
+            store = _open_store(self.home)
+        except StoreError:
+            return None
+        try:
+            row = store.db.execute(
+                "SELECT (SELECT COUNT(*) FROM sessions WHERE id = ?), "
+                "(SELECT MIN(seq) FROM events WHERE session = ?), "
+                "(SELECT MAX(seq) FROM events WHERE session = ?), "
+                "(SELECT COUNT(*) FROM deletions), (SELECT COALESCE(MAX(id), 0) FROM deletions)",
+                (session, session, session),
+            ).fetchone()
+        finally:
+            store.close()
+        if not row[0]:
+            return None
+        first = -1 if row[1] is None else int(row[1])
+        last = -1 if row[2] is None else int(row[2])
+        return (first, int(row[3]), int(row[4])), last
+
+    def get(self, session: int, fresh: bool) -> Replay:
+        """The session's copy, built again first when something was deleted since, or (with
+        ``fresh``: a page, not a frame or the steps API) when new events were recorded."""
+        with self._lock:
+            turn = self._building.setdefault(session, threading.Lock())
+        with turn:
+            for _attempt in range(3):
+                now = self.fingerprint(session)
+                if now is None:
+                    self.drop(session)
+                    raise UiError(
+                        f"Session {session} is not on this machine (any more: it may have been "
+                        "deleted), so there is nothing to play.",
+                        404,
+                    )
+                key, top = now
+                with self._lock:
+                    copy = self._copies.get(session)
+                    if copy is not None and copy.key == key and (copy.top == top or not fresh):
+                        self._copies[session] = self._copies.pop(session)  # used last
+                        return copy
+                    generation = self._generation
+                self.drop(session)
+                copy = self._build(session, key, top)
+                after = self.fingerprint(session)
+                with self._lock:
+                    kept = after is not None and after[0] == key
+                    if kept and generation == self._generation:
+                        self._copies[session] = copy
+                        old = [self._copies.pop(s) for s in list(self._copies)[:-PLAY_COPIES]]
+                    else:
+                        old, copy = [copy], None
+                for replay in old:
+                    shutil.rmtree(replay.folder, ignore_errors=True)
+                if copy is not None:
+                    return copy
+            raise UiError(
+                f"Session {session} changed while it was being prepared for playing (something "
+                "was deleted). Open it again.",
+                409,
+            )
+
+    def _build(self, session: int, key: tuple[int, ...], top: int) -> Replay:
+        import pyarrow.parquet as pq
+
+        from demotrace.dataset.build import build
+        from demotrace.web.viewer import create_app as viewer_app
+
+        with self._lock:
+            if not self.root.is_dir():  # removed by close() or a cleaner of temporary files
+                self.root = self._new_root()
+            self._made += 1
+            folder = self.root / f"session-{session}-{self._made}"
+        base = f"{self.prefix}/play/{session}"
+        try:
+            info = build(store_dir(self.home), folder, sessions=[session])
+            if not info["counts"]["episodes"]:
+                skipped = info.get("skipped") or []
+                if skipped:
+                    raise UiError(f"Session {session} cannot be played: {skipped[0]['reason']}.")
+                raise UiError(f"Session {session} has no steps to play (yet).", 404)
+            table = pq.read_table(folder / "meta" / "episodes.parquet", columns=["episode_id"])
+            episodes = [str(e) for e in table.column("episode_id").to_pylist()]
+            app = viewer_app(
+                folder,
+                base=base,
+                check_host=False,  # the page's own guard checks the token, Host and Origin
+                home_link=(f"{self.prefix}/session/{session}", f"session {session}"),
+            )
+        except UiError:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        except Exception as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            why = str(exc) if isinstance(exc, DemotraceError) else f"{type(exc).__name__}: {exc}"
+            raise UiError(
+                f"Session {session} could not be prepared for playing: {why}. Its steps are "
+                "still on the session page.",
+                500,
+            ) from None
+        return Replay(session, key, top, folder, episodes, app)
+
+    def drop(self, session: int) -> None:
+        with self._lock:
+            copy = self._copies.pop(session, None)
+        if copy is not None:
+            shutil.rmtree(copy.folder, ignore_errors=True)
+
+    def drop_all(self) -> None:
+        """Remove every copy (after a deletion), and keep none whose build is under way."""
+        with self._lock:
+            self._generation += 1
+            copies = list(self._copies.values())
+            self._copies.clear()
+        for copy in copies:
+            shutil.rmtree(copy.folder, ignore_errors=True)
+
+    def close(self) -> None:
+        """Remove the temporary folder with every copy (the page stops)."""
+        self.drop_all()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 def export_zip(home: Path, folder: Path, policy: Any) -> Path:
     """A zip of a consistent copy of the store's database and a JSON summary, in ``folder``."""
     from demotrace.store.db import DB_NAME
@@ -430,8 +611,20 @@ def create_app(home: Path, token: str, port: int | None = None) -> FastAPI:
     home = Path(home)
     prefix = f"/t/{token}"
     templates = Jinja2Templates(directory=HERE / "templates")
-    app = FastAPI(title="demotrace", docs_url=None, redoc_url=None, openapi_url=None)
+    replays = Replays(home, prefix)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            replays.close()  # the built copies hold screenshots: none outlives the page
+
+    app = FastAPI(
+        title="demotrace", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan
+    )
     app.state.port = port
+    app.state.replays = replays
     app.mount(f"{prefix}/static", StaticFiles(directory=HERE / "static"), name="static")
     steps_cache = Steps(home)
 
@@ -717,6 +910,7 @@ def create_app(home: Path, token: str, port: int | None = None) -> FastAPI:
     ) -> Response:
         """The page after a deletion: what went, and whether the collector has been told."""
         steps_cache._cache.clear()
+        replays.drop_all()
         enrollment, _problem = _enrollment(home)
         logged: list[dict[str, Any]] = []
         store = store_or_none()
@@ -816,6 +1010,31 @@ def create_app(home: Path, token: str, port: int | None = None) -> FastAPI:
             background=BackgroundTask(shutil.rmtree, folder, True),
         )
 
+    async def play(scope: Scope, receive: Receive, send: Send) -> None:
+        """``/play/<session>/...``: the replay viewer over the session's built copy."""
+        mount = scope.get("root_path", "")  # .../t/<token>/play
+        path = scope["path"]
+        rest = path[len(mount) :] if path.startswith(mount) else path
+        number, slash, tail = rest.lstrip("/").partition("/")
+        if not number:
+            await RedirectResponse(f"{prefix}/sessions", status_code=303)(scope, receive, send)
+            return
+        if not re.fullmatch(r"0|[1-9][0-9]{0,17}", number):  # one spelling per session
+            raise UiError("There is no such page here.", 404)
+        session = int(number)
+        base = f"{mount}/{session}"
+        if not slash:
+            await RedirectResponse(f"{base}/", status_code=307)(scope, receive, send)
+            return
+        fresh = tail == "" or tail.startswith("episode/")  # a page, not a frame or the API
+        replay = await run_in_threadpool(replays.get, session, fresh)
+        if tail == "" and len(replay.episodes) == 1:
+            to = f"{base}/episode/{urllib.parse.quote(replay.episodes[0], safe='')}"
+            await RedirectResponse(to, status_code=303)(scope, receive, send)
+            return
+        await replay.app({**scope, "root_path": base}, receive, send)
+
+    app.mount(f"{prefix}/play", play)
     app.include_router(router)
     return app
 
