@@ -152,6 +152,12 @@ def test_pause_resume_and_delete_a_step_from_the_page(
     page.wait_for_selector('#action[data-step="1"]')
     assert page.locator("#step-index").text_content() == "1"
     assert page.locator("#app").text_content()
+    shot(page, "ui-play")
+    if os.environ.get("DEMOTRACE_SCREENSHOTS"):  # the other pages, for docs/screenshots
+        page.goto(f"{url}sessions")
+        shot(page, "ui-sessions")
+        page.goto(f"{url}notice")
+        shot(page, "ui-notice")
 
 
 def test_screenshot_of_the_viewer(page: sync_api.Page, tmp_path: Path) -> None:
