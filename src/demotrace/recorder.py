@@ -30,6 +30,7 @@ from demotrace.model import (
     Kind,
     Row,
 )
+from demotrace.privacy.browser import BrowserContext
 from demotrace.privacy.gate import Gate
 from demotrace.privacy.policy import Policy
 from demotrace.privacy.redact import mask_text, redact, redact_url
@@ -51,6 +52,8 @@ class RecorderConfig:
     indicator: bool = True
     #: Ask AT-SPI which field has the focus (password fields), where it is available.
     atspi: bool = True
+    #: Listen for the browser extension (docs/browser.md) when it is paired.
+    browser: bool = True
 
 
 class ActionStarts:
@@ -188,6 +191,8 @@ class Recorder:
         self._writer: Writer | None = None
         self._indicator: Any = None
         self._watcher: Any = None
+        self._browser: Any = None  # the local channel of the browser extension
+        self._browser_ctx: BrowserContext | None = None
         self._control: Any = None
         self._ticker: threading.Thread | None = None
         self._gate: Gate | None = None
@@ -250,6 +255,8 @@ class Recorder:
             self._start_indicator()
         if self.config.atspi:
             self._start_watcher()
+        if self.config.browser and self.home is not None:
+            self._start_browser()
         if self.config.frames:
             from demotrace.capture.screen import FrameRing
 
@@ -320,12 +327,96 @@ class Recorder:
         assert self._gate is not None
         self._gate.secret_field = watcher.secret_between
 
+    def _start_browser(self) -> None:
+        """The local channel of the browser extension, when it is paired (``demotrace browser
+        pair``): URLs for site scope, secret fields, targets of actions in web pages."""
+        assert self.home is not None and self._gate is not None
+        if not (self.home / "browser.json").is_file():
+            return  # not paired: nothing listens
+        from demotrace.browser.channel import BrowserChannel
+        from demotrace.browser.pairing import load_pairing
+
+        try:
+            pairing = load_pairing(self.home)
+        except DemotraceError as exc:
+            self.warnings.append(f"the browser extension is not listened to: {exc}")
+            return
+        if pairing is None:
+            return
+        ctx = BrowserContext()
+        gate = self._gate
+        channel = BrowserChannel(self.home, self._on_browser, status=gate.state)
+        try:
+            channel.start()
+        except DemotraceError as exc:
+            self.warnings.append(f"the browser extension is not listened to: {exc}")
+            return
+        self._browser, self._browser_ctx = channel, ctx
+        gate.scope.browser = ctx
+        atspi = gate.secret_field
+
+        def secret(t0: int, t1: int) -> bool:
+            return ctx.secret_between(t0, t1) or (atspi is not None and atspi(t0, t1))
+
+        gate.secret_field = secret
+
+    def _on_browser(self, events: list[dict[str, Any]]) -> None:
+        """Events of the browser extension (validated by the channel, ``t_ns`` on our clock)."""
+        ctx = self._browser_ctx
+        if ctx is None:
+            return
+        with self._lock:
+            gate = self._gate
+            if gate is None:
+                return
+            rows: list[Row] = []
+            changed = False
+            for event in events:
+                kind = event.get("type")
+                active = gate.active.get("window") or None
+                if kind == "active":
+                    info = gate.active
+                    is_browser = self.policy.is_browser(info.get("app"), info.get("instance"))
+                    changed |= ctx.on_active(event, active, is_browser)
+                elif kind == "page":
+                    changed |= ctx.on_page(event, self._browser_window(event.get("viewport")))
+                    continue  # where things are on screen, nothing to store
+                else:
+                    ctx.on_element(event, active)
+                rows.append(Row(int(event["t_ns"]), None, Kind.BROWSER, data=json.dumps(event)))
+            if changed:
+                gate.browser_changed()
+                self._update_mask()
+            gate.field_secret = ctx.secret_focused(gate.active.get("window"))
+            if rows:
+                gate.feed(rows)
+        if self._indicator is not None:
+            self._show_state()
+
+    def _browser_window(self, viewport: list[int] | None) -> int | None:
+        """The browser X window that contains the centre of a page's viewport."""
+        gate = self._gate
+        if gate is None or not viewport or len(viewport) < 4:
+            return None
+        cx, cy = (viewport[0] + viewport[2]) // 2, (viewport[1] + viewport[3]) // 2
+        for w in reversed(gate.layout.windows):
+            x0, y0, x1, y1 = w.rect
+            if x0 <= cx < x1 and y0 <= cy < y1:
+                if w.popup or not self.policy.is_browser(w.app, w.instance):
+                    return None
+                return w.client
+        return None
+
     def stop(self) -> dict[str, Any]:
         """Stop capture, store every frame already requested, commit, close. Safe to call twice."""
         self.stopped.set()
         if self._control is not None:
             self._control.close()
             self._control = None
+        if self._browser is not None:
+            with contextlib.suppress(Exception):
+                self._browser.stop()
+            self._browser = None
         if self._capture is not None:
             self._capture.stop()
         if self._ticker is not None:
@@ -424,6 +515,8 @@ class Recorder:
             "task": self.task_open,
             # the accessibility agent listens (password fields, dropdown item names)
             "atspi": self._watcher is not None and self._watcher.wait_ready(0),
+            # the browser extension's channel listens (None: not paired)
+            "browser": dict(self._browser.stats) if self._browser is not None else None,
         }
 
     def forget(self, *, since_wall_ns: int | None = None, sessions: Iterable[int] = ()) -> dict:
@@ -541,12 +634,34 @@ class Recorder:
         with self._lock:
             if self._watcher is not None:
                 rows = [self._with_item(r) if r[2] == Kind.TARGET else r for r in rows]
-            assert self._gate is not None
-            self._gate.feed(rows)
+            gate = self._gate
+            assert gate is not None
+            gate.feed(rows)
+            ctx = self._browser_ctx
+            if ctx is not None and ctx.seen:
+                self._browser_rows(rows)
         # Only window rows (focus, title) change what the indicator shows; input batches, the
         # hot path, start with an input row and skip this.
         if self._indicator is not None and rows and rows[0][2] > Kind.KEY:
             self._show_state()
+
+    def _browser_rows(self, rows: list[Row]) -> None:
+        """X events that change what the extension told us (under the lock): a wheel over a
+        browser window moves its page (its secret fields are unknown until the page says where
+        they went); another active window changes which page has the keyboard."""
+        ctx, gate = self._browser_ctx, self._gate
+        assert ctx is not None and gate is not None
+        moved = False
+        for row in rows:
+            kind = row[2]
+            if kind == Kind.WHEEL and row.x is not None and row.y is not None:
+                w = gate.scope.at(gate.layout, row.x, row.y)
+                if w is not None and not w.popup and ctx.scrolled(w.client):
+                    moved = True
+            elif kind == Kind.FOCUS:
+                gate.field_secret = ctx.secret_focused(gate.active.get("window"))
+        if moved:
+            self._update_mask()
 
     def _with_item(self, row: Row) -> Row:
         """A press in a dropdown or menu: add the item accessibility says has the focus (its
@@ -580,14 +695,21 @@ class Recorder:
             gate = self._gate
             assert gate is not None
             gate.set_layout(layout)
-            if self._ring is not None:
-                w, h = layout.size if layout.size != (0, 0) else self._screen
-                mask = gate.scope.mask(layout, w, h)
-                # A layout change that leaves the mask as it was (a popup inside its app, the
-                # badge re-raising itself) costs no full-screen grab.
-                if self._mask is None or not np.array_equal(mask, self._mask):
-                    self._mask = mask
-                    self._ring.set_mask(mask)
+            self._update_mask()
+
+    def _update_mask(self) -> None:
+        """The frame mask from the layout and what the browser extension says (under the lock)."""
+        gate = self._gate
+        if self._ring is None or gate is None:
+            return
+        layout = gate.layout
+        w, h = layout.size if layout.size != (0, 0) else self._screen
+        mask = gate.scope.mask(layout, w, h)
+        # A change that leaves the mask as it was (a popup inside its app, the badge re-raising
+        # itself) costs no full-screen grab.
+        if self._mask is None or not np.array_equal(mask, self._mask):
+            self._mask = mask
+            self._ring.set_mask(mask)
 
     def _on_typing(self, t_ns: int, seq: int, mode: str, secret: bool) -> None:
         """A typing sequence opened: its frame is the screen just before its first key."""

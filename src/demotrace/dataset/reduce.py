@@ -104,6 +104,9 @@ class Action:
     popup: tuple[str, list[int]] | None = None
     #: The chosen item as accessibility named it: {"role": ..., "name": ...}.
     item: dict[str, str] | None = None
+    #: The page element the action went to, as the browser extension described it (role, name,
+    #: bbox in screen pixels; no bbox for an option of a native select's popup).
+    dom: dict[str, Any] | None = None
     pointer: tuple[int, int] | None = None
     path: np.ndarray | None = None  # (n, 3): x, y, t_ns
     frame: str | None = None
@@ -213,6 +216,7 @@ class _Walker:
         self.app: str | None = None
         self.title: str | None = None
         self.url: str | None = None
+        self.dom: list[tuple[int, int, dict[str, Any]]] = []  # (t, seq, event) of the extension
         self.window = 0
         self.press: Action | None = None  # a button press waiting for its release
         self.scroll: Action | None = None
@@ -296,6 +300,8 @@ class _Walker:
             info = json.loads(data or "{}")
             if "url" in info:
                 self.url = info.get("url")
+            if info.get("type") in ("pointer", "change"):
+                self.dom.append((t, seq, info))
 
     def _button(self, seq: int, t: int, x: int, y: int, code: int, state: int, value: int) -> None:
         if code not in _BUTTON_NAMES:
@@ -506,6 +512,8 @@ def reduce_events(
                 if hit is not None:
                     a.fields["_target"] = hit
     actions = _merge(walker, cfg)
+    if walker.dom:
+        _attach_dom(actions, walker.dom)
     _attach_paths(actions, moves, cfg)
     _pair_frames(actions, walker)
     idle = _idle(t, kind, int(cfg.wait_s * 1e9))
@@ -713,6 +721,69 @@ def _popups(out: list[Action], w: _Walker, cfg: ReduceConfig) -> None:
     out.sort(key=lambda a: (a.seq_start, a.t_start))
 
 
+#: A press the extension saw is the X press of an action within this much (its clock is the
+#: page's, converted on arrival).
+_DOM_SKEW_NS = 400_000_000
+#: A select's ``change`` follows the click that chose its option within this much.
+_CHANGE_NS = 3_000_000_000
+
+
+def _attach_dom(actions: list[Action], dom: list[tuple[int, int, dict[str, Any]]]) -> None:
+    """Targets from the browser extension: the element a click or drag pressed on (the press
+    event nearest in time whose element box holds the point); a ``change`` of a native select
+    makes the click that chose it (in the select's popup) a ``select_option`` with the option's
+    text, whose target is the select element; a click on an element whose role is ``option``
+    (a custom listbox) is a ``select_option`` too, with that option as its target."""
+    presses = sorted((t, ev) for t, _s, ev in dom if ev.get("type") == "pointer")
+    times = [t for t, _ in presses]
+    for a in actions:
+        if a.type in ("click", "select_option", "switch_app") and "x" in a.fields:
+            x, y = a.fields["x"], a.fields["y"]
+        elif a.type == "drag":
+            x, y = a.fields["path"][0]
+        else:
+            continue
+        lo = bisect_right(times, a.t_start - _DOM_SKEW_NS)
+        hi = bisect_right(times, a.t_start + _DOM_SKEW_NS)
+        best = None
+        for t, ev in presses[lo:hi]:
+            box = (ev.get("target") or {}).get("bbox")
+            if not box or len(box) < 4:
+                continue
+            inside = box[0] - 1 <= x <= box[2] + 1 and box[1] - 1 <= y <= box[3] + 1
+            if inside and (best is None or abs(t - a.t_start) < abs(best[0] - a.t_start)):
+                best = (t, ev)
+        if best is None:
+            continue
+        target = best[1]["target"]
+        a.dom = {k: target[k] for k in ("role", "name", "bbox", "tag") if target.get(k)}
+        if a.type == "click" and target.get("role") == "option" and target.get("name"):
+            a.type = "select_option"
+            a.fields = {"x": x, "y": y, "value": target["name"]}
+    chosen = sorted(
+        (a for a in actions if a.type in ("click", "select_option") and "x" in a.fields),
+        key=lambda a: a.t_start,
+    )
+    starts = [a.t_start for a in chosen]
+    for t, _s, ev in dom:
+        option = ev.get("option") or {}
+        if ev.get("type") != "change" or not option.get("text"):
+            continue
+        i = bisect_right(starts, t + _DOM_SKEW_NS) - 1
+        if i < 0 or t - chosen[i].t_start > _CHANGE_NS:
+            continue
+        a = chosen[i]
+        on_select = (a.dom or {}).get("tag") == "select"
+        if a.popup is None and a.type != "select_option" and not on_select:
+            continue
+        f = a.fields
+        a.type = "select_option"
+        a.fields = {"x": f["x"], "y": f["y"], "value": option["text"]}
+        select = ev.get("target") or {}
+        # the target is the select element the value was set on (as Mind2Web's SELECT has it)
+        a.dom = {k: select[k] for k in ("role", "name", "bbox", "tag") if select.get(k)}
+
+
 def _inside(point: tuple[int, int], geom: list[int]) -> bool:
     x, y = point
     gx, gy, gw, gh = geom
@@ -846,7 +917,21 @@ def canonical(a: Action, w: int, h: int, target_bbox: list[int] | None = None) -
         out |= {"x": _norm(f["x"], w), "y": _norm(f["y"], h)}
         if a.type == "select_option":
             out["value"] = f["value"]
-    if target_bbox is not None or a.item is not None:
+    if a.dom is not None and a.dom.get("role"):
+        target = {"role": a.dom["role"]}
+        if a.dom.get("name"):
+            target["name"] = a.dom["name"]
+        box = a.dom.get("bbox")
+        if box and len(box) >= 4:
+            target["bbox"] = [
+                _norm(box[0], w),
+                _norm(box[1], h),
+                _norm(box[2], w),
+                _norm(box[3], h),
+            ]
+        target["source"] = "dom"
+        out["target"] = target
+    elif target_bbox is not None or a.item is not None:
         default_role = "menu item" if a.popup and a.popup[0] != "COMBO" else "option"
         target: dict[str, Any] = {"role": (a.item or {}).get("role") or default_role}
         if a.item is not None:

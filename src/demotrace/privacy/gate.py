@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from demotrace.capture.base import process_name
 from demotrace.model import MOD_ALT, MOD_CONTROL, MOD_SHIFT, MOD_SUPER, Kind, Row
 from demotrace.privacy.keys import BACKSPACE, apply_edits, keysym_char
-from demotrace.privacy.redact import mask_text, redact
+from demotrace.privacy.redact import mask_text, redact, redact_url
 from demotrace.privacy.scope import Layout, ScopeResolver
 
 if TYPE_CHECKING:
@@ -126,6 +126,9 @@ class Gate:
         self.active: dict[str, Any] = {}
         self.active_rule: Rule | None = None
         self.active_secret = False
+        #: The browser extension says a secret field (password, card, one-time code) of the
+        #: active window has the keyboard focus (set by the recorder).
+        self.field_secret = False
         self.active_terminal = False
         self._active_known = False
         self._gap: _Gap | None = None
@@ -134,6 +137,7 @@ class Gate:
         self._char_down: set[int] = set()  # key codes pressed as typing characters
         self._hotkey_down: set[int] = set()  # key codes pressed as one of our hotkeys
         self._popups_kept: set[int] = set()
+        self._urls_kept: dict[int, str] = {}  # browser window -> the URL last stored
         self._term_line: dict[int, list[str]] = {}
         self._term_secret_lines: dict[int, int] = {}
         self.stats = {"dropped": 0, "gaps": 0, "secret_sequences": 0, "redacted": 0}
@@ -146,6 +150,12 @@ class Gate:
     def set_own_windows(self, windows: frozenset[int]) -> None:
         self.scope.own_windows = windows
         self._hits = None
+
+    def browser_changed(self) -> None:
+        """What the browser extension says changed (a URL, secret fields): judge again."""
+        self._hits = None
+        if self._active_known:
+            self._judge_active()
 
     def _hit_list(self) -> list[tuple[int, int, int, int, int]]:
         """(x0, y0, x1, y1, verdict) top to bottom; verdict 0 neutral, 1 in, 2 out of scope."""
@@ -197,7 +207,7 @@ class Gate:
             return "paused"
         if self.outside_hours or (self._active_known and self.active_rule is None):
             return "out_of_scope"
-        if self.active_secret:
+        if self.active_secret or self.field_secret:
             return "secret"
         return "recording"
 
@@ -231,6 +241,8 @@ class Gate:
                 self._title(row, out)
             elif kind == Kind.POPUP:
                 self._popup(row, out)
+            elif kind == Kind.BROWSER:
+                self._browser(row, out)
             elif kind == Kind.MARKER:
                 # the worker's own task marker (already redacted): ends typing, never dropped
                 self._close_sequence(row[0], out)
@@ -349,7 +361,7 @@ class Gate:
         app, instance = info.get("app") or "", info.get("instance") or ""
         title = info.get("title") or ""
         process = process_name(info.get("pid"))
-        self.active_rule = self.scope.rule(app, instance, title, process)
+        self.active_rule = self.scope.rule(app, instance, title, process, info.get("window") or 0)
         self.active_secret = self.scope.is_secret(app, instance, title)
         self.active_terminal = app.lower() in TERMINALS or instance.lower() in TERMINALS
 
@@ -376,6 +388,49 @@ class Gate:
             self._popups_kept.discard(wid)
             self._accept(row, out)
 
+    # -- the browser extension ------------------------------------------------------------------
+    def _browser(self, row: Row, out: list[tuple[int, Row]]) -> None:
+        """An event of the browser extension (docs/browser.md), already applied to the scope by
+        the recorder. Stored only where the page is in scope, with its URL, names and options
+        through the redactor (masked, or left out, as the site's keystroke mode says)."""
+        event = json.loads(row.data or "{}")
+        kind = event.get("type")
+        if kind == "active":
+            window = self.active.get("window") or 0
+            url = event.get("url")
+            if not url or not window or self.scope.browser is None:
+                return
+            if self.scope.browser.url_of(window) != url:
+                return  # not the active X window's page (the recorder did not place it there)
+            reason = self._blocked()
+            if reason is not None:
+                self._drop(row, reason, out)  # a page out of scope: a gap, nothing of it
+                return
+            if self._urls_kept.get(window) == url:
+                return
+            self._urls_kept[window] = url
+            data = {
+                "type": "active",
+                "url": redact_url(url),
+                "title": redact(event.get("title") or ""),
+            }
+            self._accept(row._replace(data=json.dumps(data, **_COMPACT)), out)
+            return
+        if kind not in ("pointer", "focus", "keys", "scroll", "change"):
+            return
+        reason = self._blocked()
+        x, y = event.get("x"), event.get("y")
+        if x is not None and y is not None and (reason is None or reason == "out_of_scope"):
+            verdict = self._verdict(int(x), int(y))
+            if verdict == 2:
+                reason = "out_of_scope"
+            elif verdict == 1:
+                reason = None
+        if reason is not None:
+            return  # what it describes was not recorded either
+        mode = self.active_rule.keystrokes if self.active_rule is not None else "text"
+        self._accept(row._replace(data=json.dumps(_element_event(event, mode), **_COMPACT)), out)
+
     # -- keys ----------------------------------------------------------------------------------
     def _key(self, row: Row, out: list[tuple[int, Row]]) -> None:
         t, code, state, press, name = row[0], row.code, row.state or 0, row.value, row.name
@@ -390,7 +445,7 @@ class Gate:
                     self._hotkey_down.add(code or 0)
                     return  # the recorder's own hotkeys are never recorded
         reason = self._blocked()
-        if reason is None and self.active_secret:
+        if reason is None and (self.active_secret or self.field_secret):
             reason = "secret"
         if reason is not None:
             self._char_down.discard(code or 0)
@@ -500,6 +555,44 @@ class Gate:
             self._term_secret_lines[window] = left - 1
         if _PROMPTING.search(line) or _MENTIONS_SECRET.search(line):
             self._term_secret_lines[window] = 3 if re.match(r"\s*(passwd|htpasswd)", line) else 1
+
+
+def _shown(text: Any, mode: str) -> str | None:
+    """A name, option or id from a page, as a keystroke mode allows it to be kept."""
+    if text is None or mode == "keys":
+        return None
+    value = str(text)
+    value = redact_url(value) if "://" in value else redact(value)
+    return mask_text(value) if mode == "masked" else value
+
+
+def _element_event(event: dict[str, Any], mode: str) -> dict[str, Any]:
+    """What is stored of an element event: never a value typed, names through the redactor."""
+    out: dict[str, Any] = {"type": event["type"]}
+    for key in ("x", "y", "button"):
+        if event.get(key) is not None:
+            out[key] = event[key]
+    target = event.get("target") or {}
+    kept: dict[str, Any] = {
+        "tag": target.get("tag"),
+        "role": target.get("role"),
+        "bbox": target.get("bbox"),
+        "secret": bool(target.get("secret")),
+    }
+    for key in ("name", "id"):
+        shown = _shown(target.get(key), mode)
+        if shown:
+            kept[key] = shown
+    for key in ("type", "autocomplete"):
+        if target.get(key):
+            kept[key] = str(target[key])[:40]
+    out["target"] = kept
+    option = event.get("option")
+    if isinstance(option, dict) and not kept["secret"]:
+        text, value = _shown(option.get("text"), mode), _shown(option.get("value"), mode)
+        if text is not None or value is not None:
+            out["option"] = {"text": text, "value": value, "index": option.get("index")}
+    return out
 
 
 def _is_typing_row(row: Row) -> bool:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from demotrace.privacy.browser import BrowserContext
     from demotrace.privacy.policy import Policy, Rule
 
 
@@ -61,15 +62,32 @@ class ScopeResolver:
 
     policy: Policy
     own_windows: frozenset[int] = frozenset()
-    _rules: dict[tuple[str, str, str, str | None], Rule | None] = field(default_factory=dict)
+    #: What the browser extension says (URLs and secret fields of browser windows), if paired.
+    browser: BrowserContext | None = None
+    _rules: dict[tuple[str, str, str, str | None, str | None], Rule | None] = field(
+        default_factory=dict
+    )
     _secret: dict[tuple[str, str, str], bool] = field(default_factory=dict)
 
-    def rule(self, app: str, instance: str, title: str, process: str | None = None) -> Rule | None:
-        key = (app, instance, title, process)
+    def rule(
+        self, app: str, instance: str, title: str, process: str | None = None, window: int = 0
+    ) -> Rule | None:
+        """The rule of a window. A browser window's URL comes from the extension once it has
+        spoken: then a browser window whose URL is not known matches no site rule (only app
+        rules), rather than being judged by its title."""
+        url = None
+        browser = self.browser
+        if browser is not None and browser.seen and self.policy.is_browser(app, instance):
+            url = browser.url_of(window) or ""
+        key = (app, instance, title, process, url)
         if key not in self._rules:
             if len(self._rules) > 4096:
                 self._rules.clear()
-            self._rules[key] = self.policy.match_window(app, instance, title, process)
+            if url == "":  # the extension speaks, but not of this window (yet): no site rule
+                found = self.policy.match_window(app, instance, title, process, url="about:blank")
+            else:
+                found = self.policy.match_window(app, instance, title, process, url=url)
+            self._rules[key] = found
         return self._rules[key]
 
     def is_secret(self, app: str, instance: str, title: str) -> bool:
@@ -91,7 +109,7 @@ class ScopeResolver:
             return self.window_rule(layout, opener)
         if not w.client:
             return None
-        return self.rule(w.app, w.instance, w.title, w.process)
+        return self.rule(w.app, w.instance, w.title, w.process, w.client)
 
     def at(self, layout: Layout, x: int, y: int) -> TopWindow | None:
         """The topmost window containing a root point, or None over the bare desktop."""
@@ -112,4 +130,18 @@ class ScopeResolver:
                 continue
             rule = self.window_rule(layout, w)
             out[y0:y1, x0:x1] = rule is not None and rule.screenshots == "window"
+            if (
+                rule is not None
+                and self.browser is not None
+                and self.browser.seen
+                and (not w.popup and self.policy.is_browser(w.app, w.instance))
+            ):
+                rects = self.browser.sensitive(w.client)
+                if rects is None:  # the page's secret fields are not known: nothing of it
+                    out[y0:y1, x0:x1] = False
+                for rx0, ry0, rx1, ry1 in rects or ():
+                    rx0, ry0 = max(rx0, x0), max(ry0, y0)
+                    rx1, ry1 = min(rx1, x1), min(ry1, y1)
+                    if rx1 > rx0 and ry1 > ry0:
+                        out[ry0:ry1, rx0:rx1] = False
         return out

@@ -51,6 +51,8 @@ def to_dialect(step: Step) -> list[dict[str, Any]]:
     target = _dom_target(step)
     if target is None:
         raise common.Skip("not a web step (no DOM target and URL)")
+    if not target.get("bbox"):
+        raise common.Skip("web step whose element has no box")
     size = common.size_of(step)
     kind = action["type"]
     if kind == "click":
@@ -69,7 +71,11 @@ def to_dialect(step: Step) -> list[dict[str, Any]]:
         "action_uid": f"{step['episode_id']}-{step['step_index']}",
         "url": step["url"],
         "operation": {"op": op, "original_op": op, "value": value},
-        "target": {"role": target["role"], "name": target["name"], "bbox": [x0, y0, x1, y1]},
+        "target": {
+            "role": target["role"],
+            "name": target.get("name", ""),
+            "bbox": [x0, y0, x1, y1],
+        },
     }
     if kind != "type":
         item["point"] = list(common.point_px(action["x"], action["y"], size))
