@@ -168,10 +168,11 @@ class Builds:
             )
         threading.Thread(target=proc.wait, name=f"reap-{build_id}", daemon=True).start()
 
-    def list(self) -> list[dict[str, Any]]:
+    def list(self, limit: int = 200) -> list[dict[str, Any]]:
+        """The newest ``limit`` builds, newest first."""
         with self.service._read() as conn:
             rows = conn.execute(
-                sa.select(T.builds).order_by(T.builds.c.created_ns.desc()).limit(200)
+                sa.select(T.builds).order_by(T.builds.c.created_ns.desc()).limit(limit)
             ).fetchall()
         now = now_ns()
         return [describe(r, self.k, now) for r in rows]

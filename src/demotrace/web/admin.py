@@ -76,6 +76,12 @@ def cookie_ok(service: Service, value: str | None, now: float | None = None) -> 
     return good
 
 
+def _active_devices(service: Service) -> int:
+    with service._read() as conn:
+        query = sa.select(sa.func.count()).select_from(T.devices)
+        return int(conn.execute(query.where(T.devices.c.revoked_ns.is_(None))).scalar())
+
+
 def form_token(cookie: str) -> str:
     return hashlib.sha256(f"form:{cookie}".encode()).hexdigest()[:32]
 
@@ -318,16 +324,15 @@ def add_admin(app: FastAPI, service: Service, builds: Builds) -> None:
     @app.get(f"{PREFIX}/", include_in_schema=False)
     async def overview(request: Request) -> Response:
         totals = await run_in_threadpool(service.totals)
-        devices = await run_in_threadpool(service.list_devices)
+        active = await run_in_threadpool(_active_devices, service)
         policy = await run_in_threadpool(service.current_policy)
-        recent = (await run_in_threadpool(builds.list))[:3]
-        active = sum(1 for d in devices if d["revoked_ns"] is None)
+        recent = await run_in_threadpool(builds.list, 3)
         return page(
             request,
             "admin_home.html",
             totals=totals,
             active=active,
-            revoked=len(devices) - active,
+            revoked=totals["devices"] - active,
             policy=policy,
             builds=recent,
         )
