@@ -56,6 +56,7 @@ from demotrace.model import Kind
 SA, SA2 = 4242, 4343  # A's sessions
 A_FRAME, A_FRAME2 = "a1" * 16, "a2" * 16  # A's frames
 NEVER = "cd" * 16  # a blob hash nobody uploads
+NO_BUILD = "b-000000000000"  # a build that does not exist
 MiB = 1024 * 1024
 MAX_RSS_GROWTH_KB = 200 * 1024
 
@@ -260,7 +261,14 @@ def test_another_device_sees_none_of_a_sessions(world: World) -> None:
 def test_deleting_a_session_id_only_another_device_has_changes_nothing(world: World) -> None:
     """B deleting A's session id (whole, or a seq span) deletes nothing of A's."""
     w = world
-    nothing = {"events": 0, "segments": 0, "frames": 0, "tiles": 0, "sessions": 0}
+    nothing = {
+        "events": 0,
+        "segments": 0,
+        "frames": 0,
+        "tiles": 0,
+        "sessions": 0,
+        "builds_withdrawn": 0,
+    }
     for i, what in enumerate([{"session": SA2, "seq": [1, 5]}, {"session": SA2}]):
         r = w.b.delete(f"b-forget-{i}", **what)
         assert r.status_code == 200 and r.json() == {"status": "deleted", **nothing}, r.text
@@ -360,6 +368,7 @@ def test_deletions_touch_only_own_data(world: World) -> None:
         "frames": 1,  # B's manifest under A's frame id
         "tiles": 1,  # B's own tile; the one shared with A's frames stays
         "sessions": 1,
+        "builds_withdrawn": 0,
     }
     r = w.b.delete("b-forget-all", since_wall_ns=0)
     assert r.status_code == 200 and r.json()["status"] == "deleted", r.text
@@ -407,6 +416,7 @@ def device_requests(w: World) -> dict[tuple[str, str], dict[str, Any]]:
             "content": blob_batch([("tile", content_hash(tile), tile)]),
         },
         ("POST", "/v1/deletions"): {"url": "/v1/deletions", "json": {"id": "x" * 8, "session": SA}},
+        ("PUT", "/v1/consent"): {"url": "/v1/consent", "json": {"answers": []}},
     }
 
 
@@ -421,6 +431,16 @@ def admin_requests() -> dict[tuple[str, str], dict[str, Any]]:
         ("PUT", "/v1/admin/policy"): {"url": "/v1/admin/policy", "content": b"x = 1"},
         ("GET", "/v1/admin/totals"): {"url": "/v1/admin/totals"},
         ("POST", "/v1/admin/purge"): {"url": "/v1/admin/purge"},
+        ("GET", "/v1/admin/consent"): {"url": "/v1/admin/consent"},
+        ("POST", "/v1/admin/builds"): {"url": "/v1/admin/builds", "json": {}},
+        ("GET", "/v1/admin/builds"): {"url": "/v1/admin/builds"},
+        ("GET", "/v1/admin/builds/{build}"): {"url": f"/v1/admin/builds/{NO_BUILD}"},
+        ("GET", "/v1/admin/builds/{build}/coverage"): {
+            "url": f"/v1/admin/builds/{NO_BUILD}/coverage"
+        },
+        ("GET", "/v1/admin/builds/{build}/dataset.zip"): {
+            "url": f"/v1/admin/builds/{NO_BUILD}/dataset.zip"
+        },
     }
 
 

@@ -44,12 +44,19 @@ OPERATIONS = [
     ("POST", "/v1/blobs/missing"),
     ("POST", "/v1/blobs"),
     ("POST", "/v1/deletions"),
+    ("PUT", "/v1/consent"),
     ("POST", "/v1/admin/enroll-codes"),
     ("GET", "/v1/admin/devices"),
     ("POST", "/v1/admin/devices/{device}/revoke"),
     ("PUT", "/v1/admin/policy"),
     ("GET", "/v1/admin/totals"),
     ("POST", "/v1/admin/purge"),
+    ("GET", "/v1/admin/consent"),
+    ("POST", "/v1/admin/builds"),
+    ("GET", "/v1/admin/builds"),
+    ("GET", "/v1/admin/builds/{build}"),
+    ("GET", "/v1/admin/builds/{build}/coverage"),
+    ("GET", "/v1/admin/builds/{build}/dataset.zip"),
 ]
 
 
