@@ -64,7 +64,8 @@ class Harness:
 
     def focus(self, window: int) -> None:
         app = "Chromium" if window == BROWSER else "Editor"
-        data = {"window": window, "app": app, "instance": app.lower(), "title": app}
+        title = "Shop - Chromium" if window == BROWSER else app
+        data = {"window": window, "app": app, "instance": app.lower(), "title": title}
         self.gate.feed([Row(self.tick(), None, Kind.FOCUS, data=json.dumps(data))])
 
     def browser(self, event: dict[str, Any]) -> None:
@@ -290,3 +291,52 @@ def test_reducer_targets_and_select_options_from_the_dom() -> None:
     assert custom["type"] == "select_option" and custom["value"] == "Blue"
     assert custom["target"]["role"] == "option"
     assert none["type"] == "click" and "target" not in none
+
+
+def test_a_click_reported_after_the_next_page_is_judged_by_its_own_page() -> None:
+    """A click on a link to another site: its report can arrive after the new page's URL."""
+    h = Harness()
+    h.focus(BROWSER)
+    h.browser({"type": "active", "url": "https://shop.test/", "title": "Shop"})
+    t_click = h.tick()
+    link = element("link", "Read the news", [450, 500, 560, 520])
+    h.browser({"type": "active", "url": "https://news.test/", "title": "News"})
+    event = {"type": "pointer", "t_ns": t_click, "tab": 1, "win": 7, "x": 500, "y": 510}
+    event["target"] = link
+    h.ctx.on_element(event, BROWSER)
+    h.gate.feed([Row(t_click, None, Kind.BROWSER, data=json.dumps(event))])
+    # and one made on the news page is dropped
+    late = {**event, "t_ns": h.tick(), "target": element("textbox", "Search", [1, 1, 2, 2])}
+    h.gate.feed([Row(late["t_ns"], None, Kind.BROWSER, data=json.dumps(late))])
+    rows = h.finish()
+    stored = [json.loads(r.data) for r in rows if r[2] == Kind.BROWSER]
+    assert [e.get("target", {}).get("name") for e in stored] == [None, "Read the news"]
+    assert "Search" not in json.dumps(stored)
+
+
+def test_a_new_title_before_the_new_url_is_out_of_scope_until_the_extension_speaks() -> None:
+    """X tells the new page's title before the extension tells its URL: the title is not
+    stored and the window is masked until the page is known."""
+    h = Harness()
+    h.focus(BROWSER)
+    h.browser({"type": "active", "url": "https://shop.test/", "title": "Shop"})
+    assert h.gate.state() == "recording"
+    title = {"window": BROWSER, "title": "Secret Diary - Chromium"}
+    h.gate.feed([Row(h.tick(), None, Kind.TITLE, data=json.dumps(title))])
+    assert h.gate.state() == "out_of_scope"
+    h.layout = (
+        Layout(
+            2,
+            tuple(
+                w._replace(title="Secret Diary - Chromium") if w.client == BROWSER else w
+                for w in h.layout.windows
+            ),
+            ROOT,
+        )
+        if hasattr(TopWindow, "_replace")
+        else h.layout
+    )
+    h.browser({"type": "active", "url": "https://diary.test/", "title": "Secret Diary"})
+    assert h.gate.state() == "out_of_scope"
+    rows = h.finish()
+    assert "Secret Diary" not in json.dumps([list(r) for r in rows])

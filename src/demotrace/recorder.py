@@ -378,9 +378,8 @@ class Recorder:
                     info = gate.active
                     is_browser = self.policy.is_browser(info.get("app"), info.get("instance"))
                     changed |= ctx.on_active(event, active, is_browser)
-                elif kind == "page":
+                elif kind == "page":  # where things are on screen: the gate stores none of it
                     changed |= ctx.on_page(event, self._browser_window(event.get("viewport")))
-                    continue  # where things are on screen, nothing to store
                 else:
                     ctx.on_element(event, active)
                 rows.append(Row(int(event["t_ns"]), None, Kind.BROWSER, data=json.dumps(event)))

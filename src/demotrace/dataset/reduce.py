@@ -215,7 +215,7 @@ class _Walker:
         self.gaps: list[tuple[int, int, str, int]] = []
         self.app: str | None = None
         self.title: str | None = None
-        self.url: str | None = None
+        self.urls: dict[int, str | None] = {}  # window -> the URL its page has (browsers)
         self.dom: list[tuple[int, int, dict[str, Any]]] = []  # (t, seq, event) of the extension
         self.window = 0
         self.press: Action | None = None  # a button press waiting for its release
@@ -226,7 +226,8 @@ class _Walker:
         self.last_key: tuple[int, int] | None = None  # (code, t) of the last key press
 
     def _new(self, kind: str, t: int, seq: int, **fields: Any) -> Action:
-        a = Action(kind, t, t, seq, seq, fields, app=self.app, title=self.title, url=self.url)
+        url = self.urls.get(self.window)
+        a = Action(kind, t, t, seq, seq, fields, app=self.app, title=self.title, url=url)
         a.window = self.window
         self.atoms.append(a)
         return a
@@ -299,7 +300,7 @@ class _Walker:
         elif kind == Kind.BROWSER:
             info = json.loads(data or "{}")
             if "url" in info:
-                self.url = info.get("url")
+                self.urls[self.window] = info.get("url")
             if info.get("type") in ("pointer", "change"):
                 self.dom.append((t, seq, info))
 

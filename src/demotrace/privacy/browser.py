@@ -30,12 +30,28 @@ SLACK_NS = 250_000_000
 Rect = tuple[int, int, int, int]
 
 
+def title_agrees(x_title: str, page_title: str) -> bool:
+    """A browser window's X title shows this page title: "Checkout - Shop - Chromium" for the
+    page "Checkout - Shop". A page without a title is shown by its address: anything goes."""
+    if not page_title:
+        return True
+    return x_title == page_title or x_title.startswith(page_title + " - ")
+
+
 @dataclass
 class _Window:
     url: str | None = None
     title: str = ""
     sensitive: list[Rect] | None = None  # None: not known for the page shown now
     viewport: Rect | None = None
+    #: (t_ns, url) of the latest URL changes, oldest first: an element event that arrives
+    #: after the next page's URL is judged by the URL of its own time.
+    history: deque[tuple[int, str | None]] = field(default_factory=lambda: deque(maxlen=32))
+
+    def set_url(self, t: int, url: str | None) -> None:
+        if url != self.url or not self.history:
+            self.history.append((t, url))
+        self.url = url
 
 
 @dataclass
@@ -64,7 +80,7 @@ class BrowserContext:
         if changed:
             w.sensitive = None  # a new page: its fields are not known yet
             w.viewport = None
-        w.url = event["url"]
+        w.set_url(int(event.get("t_ns") or 0), event["url"])
         w.title = str(event.get("title") or "")
         return changed
 
@@ -79,7 +95,7 @@ class BrowserContext:
         rects = [tuple(int(v) for v in r[:4]) for r in event.get("sensitive") or []]
         viewport = tuple(int(v) for v in event["viewport"][:4]) if event.get("viewport") else None
         changed = w.url != event.get("url") or w.sensitive != rects or w.viewport != viewport
-        w.url = event.get("url")
+        w.set_url(int(event.get("t_ns") or 0), event.get("url"))
         w.title = str(event.get("title") or "")
         w.sensitive = rects  # type: ignore[assignment]
         w.viewport = viewport  # type: ignore[assignment]
@@ -116,9 +132,29 @@ class BrowserContext:
         """Whether the page in ``x_window`` (the active window) has a secret field focused."""
         return bool(x_window) and self.focus_window == x_window and self.focus_secret
 
-    def url_of(self, x_window: int) -> str | None:
+    def url_of(self, x_window: int, x_title: str | None = None) -> str | None:
+        """The URL ``x_window`` shows; None when not known, or when the window's title
+        (``x_title``, from X) is not the title of the page the extension last named there: X
+        tells a new title before the extension tells the new URL, and until it does, the page
+        is not known."""
         w = self.windows.get(x_window)
-        return w.url if w is not None else None
+        if w is None:
+            return None
+        if x_title is not None and not title_agrees(x_title, w.title):
+            return None
+        return w.url
+
+    def url_at(self, x_window: int, t_ns: int) -> str | None:
+        """The URL ``x_window`` showed at ``t_ns`` (as far as the extension told)."""
+        w = self.windows.get(x_window)
+        if w is None:
+            return None
+        then = None
+        for t, url in w.history:
+            if t > t_ns:
+                break
+            then = url
+        return then if then is not None else w.url
 
     def window_of(self, chrome_window: int) -> int | None:
         return self._chrome_to_x.get(chrome_window)

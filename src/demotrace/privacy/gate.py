@@ -346,6 +346,7 @@ class Gate:
         self._active_known = True
         self._judge_active()
         self._keep_titled(row, info, out)
+        self._note_url(row[0], out)
 
     def _keep_titled(self, row: Row, info: dict[str, Any], out: list[tuple[int, Row]]) -> None:
         """Store a focus or title row, its title redacted, unless recording is blocked."""
@@ -371,6 +372,7 @@ class Gate:
             self.active["title"] = info.get("title") or ""
             self._judge_active()
         self._keep_titled(row, info, out)
+        self._note_url(row[0], out)
 
     def _popup(self, row: Row, out: list[tuple[int, Row]]) -> None:
         info = json.loads(row.data or "{}")
@@ -389,6 +391,21 @@ class Gate:
             self._accept(row, out)
 
     # -- the browser extension ------------------------------------------------------------------
+    def _note_url(self, t: int, out: list[tuple[int, Row]]) -> None:
+        """Store the URL of the active browser window's page once it is known and in scope
+        (a new page, or a window brought forward), so the steps there carry it."""
+        ctx = self.scope.browser
+        window = self.active.get("window") or 0
+        if ctx is None or not window or self._blocked() is not None:
+            return
+        url = ctx.url_of(window, self.active.get("title") or "")
+        if not url or self._urls_kept.get(window) == url:
+            return
+        self._urls_kept[window] = url
+        title = ctx.windows[window].title if window in ctx.windows else ""
+        data = {"type": "active", "url": redact_url(url), "title": redact(title)}
+        self._accept(Row(t, None, Kind.BROWSER, data=json.dumps(data, **_COMPACT)), out)
+
     def _browser(self, row: Row, out: list[tuple[int, Row]]) -> None:
         """An event of the browser extension (docs/browser.md), already applied to the scope by
         the recorder. Stored only where the page is in scope, with its URL, names and options
@@ -406,19 +423,30 @@ class Gate:
             if reason is not None:
                 self._drop(row, reason, out)  # a page out of scope: a gap, nothing of it
                 return
-            if self._urls_kept.get(window) == url:
-                return
-            self._urls_kept[window] = url
-            data = {
-                "type": "active",
-                "url": redact_url(url),
-                "title": redact(event.get("title") or ""),
-            }
-            self._accept(row._replace(data=json.dumps(data, **_COMPACT)), out)
+            self._note_url(row[0], out)
+            return
+        if kind == "page":  # where things are: nothing to store but, perhaps, a URL now known
+            self._note_url(row[0], out)
             return
         if kind not in ("pointer", "focus", "keys", "scroll", "change"):
             return
         reason = self._blocked()
+        window = self.active.get("window") or 0
+        then = self.scope.browser.url_at(window, row[0]) if self.scope.browser else None
+        if then is not None and then != self.scope.browser.url_of(window):  # type: ignore[union-attr]
+            # the page has changed since this event (a click on a link): judge it by its own
+            info = self.active
+            rule = self.policy.match_window(
+                info.get("app"), info.get("instance"), info.get("title"), url=then
+            )
+            if rule is None:
+                return
+            if reason == "out_of_scope":
+                reason = None
+            if reason is None:
+                data = _element_event(event, rule.keystrokes)
+                self._accept(row._replace(data=json.dumps(data, **_COMPACT)), out)
+            return
         x, y = event.get("x"), event.get("y")
         if x is not None and y is not None and (reason is None or reason == "out_of_scope"):
             verdict = self._verdict(int(x), int(y))

@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     from demotrace.privacy.policy import Policy, Rule
 
 
+#: Pixels masked around a secret field's box, on every side.
+FIELD_MARGIN = 4
+
+
 @dataclass(frozen=True, slots=True)
 class TopWindow:
     """A viewable child of the root window: a window manager frame (with its client) or a popup."""
@@ -78,7 +82,7 @@ class ScopeResolver:
         url = None
         browser = self.browser
         if browser is not None and browser.seen and self.policy.is_browser(app, instance):
-            url = browser.url_of(window) or ""
+            url = browser.url_of(window, title) or ""
         key = (app, instance, title, process, url)
         if key not in self._rules:
             if len(self._rules) > 4096:
@@ -140,8 +144,10 @@ class ScopeResolver:
                 if rects is None:  # the page's secret fields are not known: nothing of it
                     out[y0:y1, x0:x1] = False
                 for rx0, ry0, rx1, ry1 in rects or ():
-                    rx0, ry0 = max(rx0, x0), max(ry0, y0)
-                    rx1, ry1 = min(rx1, x1), min(ry1, y1)
+                    # a few pixels more: the page rounds its boxes, and the field's border
+                    # and focus ring are drawn around it
+                    rx0, ry0 = max(rx0 - FIELD_MARGIN, x0), max(ry0 - FIELD_MARGIN, y0)
+                    rx1, ry1 = min(rx1 + FIELD_MARGIN, x1), min(ry1 + FIELD_MARGIN, y1)
                     if rx1 > rx0 and ry1 > ry0:
                         out[ry0:ry1, rx0:rx1] = False
         return out
