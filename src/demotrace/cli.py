@@ -675,6 +675,9 @@ def build_parser() -> argparse.ArgumentParser:
     from demotrace.cli_collector import add_parsers
 
     add_parsers(sub)
+    from demotrace.cli_browser import add_parsers as add_browser_parsers
+
+    add_browser_parsers(sub)
     return p
 
 

@@ -86,3 +86,9 @@ class SyncError(DemotraceError):
     revoked device, a body the collector refuses), or the collector is unreachable."""
 
     exit_code = 14
+
+
+class BrowserError(DemotraceError):
+    """The browser pairing is damaged, or the local channel cannot listen on its port."""
+
+    exit_code = 15

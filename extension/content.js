@@ -1,0 +1,477 @@
+// demotrace content script: which element an action went to, and where secret fields are.
+// It never reads what is typed: no key values, no input or textarea values (docs/browser.md).
+"use strict";
+
+(() => {
+  if (window.top !== window || globalThis.__demotraceContent) return;
+  globalThis.__demotraceContent = true;
+
+  const MAX_NAME = 200;
+  const MAX_TITLE = 1000;
+  const MAX_URL = 4096;
+  const MAX_ID = 200;
+  const MAX_ATTR = 200;
+  const MAX_SENSITIVE = 50;
+  const MAX_COORD = 1000000;
+  const KEY_BURST_MS = 1000; // keydowns into one element closer than this are one burst
+  const WHEEL_BURST_MS = 500;
+  const PAGE_THROTTLE_MS = 200;
+  const SECRET_TOKENS = /(^|\s)(cc-[a-z-]+|one-time-code|current-password|new-password)(\s|$)/i;
+  const SECRET_SELECTOR =
+    'input[type="password" i], [autocomplete*="cc-" i], [autocomplete*="one-time-code" i], ' +
+    '[autocomplete*="-password" i]';
+  const NO_TEXT = new Set(["script", "style", "noscript", "template", "select", "textarea",
+    "input", "svg", "iframe", "object"]);
+  const INPUT_ROLES = {
+    button: "button", submit: "button", reset: "button", image: "button", checkbox: "checkbox",
+    radio: "radio", range: "slider", number: "spinbutton", search: "searchbox", email: "textbox",
+    tel: "textbox", text: "textbox", url: "textbox", password: "textbox",
+  };
+  const TAG_ROLES = {
+    button: "button", textarea: "textbox", option: "option", h1: "heading", h2: "heading",
+    h3: "heading", h4: "heading", h5: "heading", h6: "heading", nav: "navigation", main: "main",
+    form: "form", table: "table", tr: "row", td: "cell", th: "columnheader", ul: "list",
+    ol: "list", menu: "list", li: "listitem", dialog: "dialog", progress: "progressbar",
+    meter: "meter", output: "status", fieldset: "group", details: "group", article: "article",
+    aside: "complementary", hr: "separator", optgroup: "group", summary: "button",
+  };
+
+  // --- where the page is on the screen ----------------------------------------------------
+  // Screen pixels (X11 root window). Pointer events give screenX/Y in DIPs (device-independent
+  // pixels, not scaled by page zoom) and clientX/Y in CSS pixels (scaled by it); devicePixelRatio
+  // is device pixels per CSS pixel. The service worker tells the page's zoom (tabs.getZoom), so
+  // DIPs -> device pixels is devicePixelRatio / zoom.
+  // The viewport's top-left in DIPs, screenX - clientX * zoom, is measured at each pointer event
+  // and kept relative to window.screenX/Y and the browser's toolbars, so a moved window stays
+  // right until the next pointer event measures again. Before any: window.screenX/Y plus the
+  // toolbars (outer minus inner size).
+  let zoom = 1;
+  let measured = null; // [left - screenX, top - screenY, toolbarsWidth, toolbarsHeight], DIPs
+
+  // Reading innerWidth/innerHeight can force a layout: read once, again after a resize.
+  let bars = null;
+
+  function toolbars() {
+    if (bars === null) {
+      bars = [window.outerWidth - window.innerWidth * zoom,
+        window.outerHeight - window.innerHeight * zoom];
+    }
+    return bars;
+  }
+
+  function learn(e) {
+    const [tw, th] = toolbars();
+    measured = [e.screenX - e.clientX * zoom - window.screenX,
+      e.screenY - e.clientY * zoom - window.screenY, tw, th];
+  }
+
+  // {x, y}: the viewport's top-left in screen pixels; dpr: screen pixels per CSS pixel;
+  // dsf: screen pixels per DIP.
+  function geometry() {
+    const dpr = window.devicePixelRatio || 1;
+    const dsf = dpr / zoom;
+    const [tw, th] = toolbars();
+    let x;
+    let y;
+    if (measured) {
+      x = window.screenX + measured[0] + (tw - measured[2]) / 2;
+      y = window.screenY + measured[1] + (th - measured[3]);
+    } else {
+      x = window.screenX + tw / 2;
+      y = window.screenY + th;
+    }
+    return { x: x * dsf, y: y * dsf, dpr, dsf };
+  }
+
+  function px(v) {
+    const n = Math.round(v);
+    return n > MAX_COORD ? MAX_COORD : n < -MAX_COORD ? -MAX_COORD : n;
+  }
+
+  function screenBox(r, g) {
+    return [px(g.x + r.left * g.dpr), px(g.y + r.top * g.dpr), px(g.x + r.right * g.dpr),
+      px(g.y + r.bottom * g.dpr)];
+  }
+
+  // --- describing an element ---------------------------------------------------------------
+  function clip(s, n) {
+    s = s.replace(/\s+/g, " ").trim();
+    return s.length > n ? s.slice(0, n) : s;
+  }
+
+  function editable(el) {
+    const tag = el.localName;
+    return tag === "input" || tag === "textarea" || tag === "select" || el.isContentEditable;
+  }
+
+  // The text under `node`, skipping form controls, scripts and editable parts; at most `n`
+  // characters are collected, so a click on a huge container stays cheap.
+  function textOf(node, n) {
+    const walker = document.createTreeWalker(node, NodeFilter.SHOW_ELEMENT | NodeFilter.SHOW_TEXT, {
+      acceptNode(x) {
+        if (x.nodeType === Node.TEXT_NODE) return NodeFilter.FILTER_ACCEPT;
+        return NO_TEXT.has(x.localName) || x.isContentEditable
+          ? NodeFilter.FILTER_REJECT : NodeFilter.FILTER_SKIP;
+      },
+    });
+    let out = "";
+    while (out.length < n * 2 && walker.nextNode()) out += walker.currentNode.data + " ";
+    return clip(out, n);
+  }
+
+  function isSecret(el) {
+    if (el.localName === "input" && (el.getAttribute("type") || "").toLowerCase() === "password") {
+      return true;
+    }
+    const ac = el.getAttribute("autocomplete");
+    return ac !== null && SECRET_TOKENS.test(ac);
+  }
+
+  function roleOf(el, tag) {
+    const explicit = el.getAttribute("role");
+    if (explicit && explicit.trim()) return clip(explicit.trim().split(/\s+/)[0], 64);
+    if (tag === "input") {
+      const type = el.type;
+      if (el.hasAttribute("list") && INPUT_ROLES[type] === "textbox") return "combobox";
+      return INPUT_ROLES[type] || null;
+    }
+    if (tag === "a" || tag === "area") return el.hasAttribute("href") ? "link" : null;
+    if (tag === "select") return el.multiple || el.size > 1 ? "listbox" : "combobox";
+    if (tag === "img") return el.getAttribute("alt") === "" ? "presentation" : "img";
+    if (TAG_ROLES[tag]) return TAG_ROLES[tag];
+    return el.isContentEditable ? "textbox" : null;
+  }
+
+  function nameOf(el, tag) {
+    let s = el.getAttribute("aria-label");
+    if (s && s.trim()) return clip(s, MAX_NAME);
+    const ids = el.getAttribute("aria-labelledby");
+    if (ids) {
+      s = ids.trim().split(/\s+/).slice(0, 8).map((id) => document.getElementById(id))
+        .filter(Boolean).map((x) => textOf(x, MAX_NAME)).join(" ");
+      if (s.trim()) return clip(s, MAX_NAME);
+    }
+    if (el.labels && el.labels.length) {
+      s = Array.from(el.labels).slice(0, 4).map((x) => textOf(x, MAX_NAME)).join(" ");
+      if (s.trim()) return clip(s, MAX_NAME);
+    }
+    if (tag === "img" || tag === "area" || (tag === "input" && el.type === "image")) {
+      s = el.getAttribute("alt");
+      if (s && s.trim()) return clip(s, MAX_NAME);
+    }
+    if (tag === "input" && (el.type === "submit" || el.type === "reset" || el.type === "button")) {
+      // a button's value is its caption, written by the page, not typed by the person
+      s = el.getAttribute("value");
+      if (s && s.trim()) return clip(s, MAX_NAME);
+      if (el.type !== "button") return el.type === "submit" ? "Submit" : "Reset";
+    }
+    for (const attr of ["title", "placeholder"]) {
+      s = el.getAttribute(attr);
+      if (s && s.trim()) return clip(s, MAX_NAME);
+    }
+    if (editable(el)) return null; // own text of an editable element is what was typed
+    s = textOf(el, MAX_NAME);
+    return s || null;
+  }
+
+  // What does not move with layout (tag, role, name, ...) is kept per element until the DOM
+  // changes: the focus and keys events that follow a click on an element reuse it.
+  let generation = 0;
+  const cache = new WeakMap();
+
+  function staticPart(el) {
+    let c = cache.get(el);
+    if (c !== undefined && c.generation === generation) return c;
+    const tag = el.localName;
+    const ac = el.getAttribute("autocomplete");
+    c = {
+      generation,
+      tag: clip(tag, 64),
+      role: roleOf(el, tag),
+      name: nameOf(el, tag),
+      id: el.id ? clip(el.id, MAX_ID) : null,
+      type: tag === "input" ? clip(el.type, 32) : null,
+      autocomplete: ac === null ? null : clip(ac, MAX_ATTR),
+      secret: isSecret(el),
+    };
+    cache.set(el, c);
+    return c;
+  }
+
+  // Boxes: measured at every pointer, focus and wheel event. A keys or change event reuses its
+  // element's last box while nothing can have moved it (no DOM change, scroll, resize, zoom or
+  // window move since), so typing does not force a layout.
+  let layoutGeneration = 0;
+  const boxes = new WeakMap();
+
+  function boxOf(el, g, reuse) {
+    const b = boxes.get(el);
+    if (reuse && b !== undefined && b.generation === generation &&
+      b.layoutGeneration === layoutGeneration && b.x === g.x && b.y === g.y && b.dpr === g.dpr) {
+      return b.box;
+    }
+    const box = screenBox(el.getBoundingClientRect(), g);
+    boxes.set(el, { generation, layoutGeneration, x: g.x, y: g.y, dpr: g.dpr, box });
+    return box;
+  }
+
+  function describe(el, g, reuseBox) {
+    const c = staticPart(el);
+    return {
+      tag: c.tag, role: c.role, name: c.name, id: c.id, type: c.type,
+      autocomplete: c.autocomplete, bbox: boxOf(el, g, reuseBox === true), secret: c.secret,
+    };
+  }
+
+  function deepTarget(e) {
+    const path = e.composedPath();
+    for (const x of path) if (x instanceof Element) return x;
+    return null;
+  }
+
+  // --- sending -----------------------------------------------------------------------------
+  // Events wait in `outbox` until the current task ends (the page's own handlers of the event
+  // run first), then leave together in one message to the service worker.
+  let port = null;
+  let alive = true;
+  let outbox = [];
+
+  function connect() {
+    port = chrome.runtime.connect({ name: "demotrace" });
+    port.onDisconnect.addListener(() => { port = null; });
+    port.onMessage.addListener((msg) => {
+      if (msg && typeof msg.zoom === "number" && msg.zoom > 0) {
+        zoom = msg.zoom;
+        bars = null;
+      }
+    });
+  }
+
+  function flushOutbox() {
+    if (!outbox.length) return;
+    const batch = outbox;
+    outbox = [];
+    if (!alive) return;
+    try {
+      if (port === null) {
+        connect();
+      }
+      port.postMessage(batch);
+    } catch (_err) {
+      // the extension was reloaded or removed: this page's copy of the script stops for good
+      alive = false;
+      port = null;
+    }
+  }
+
+  function post(ev) {
+    outbox.push(ev);
+    if (outbox.length === 1) setTimeout(flushOutbox, 0);
+  }
+
+  function finish(ev, t0) {
+    ev.handler_us = Math.max(0, Math.round((performance.now() - t0) * 1000));
+    post(ev);
+  }
+
+  function stamp(e) {
+    return performance.timeOrigin + e.timeStamp;
+  }
+
+  // --- element events ----------------------------------------------------------------------
+  function onPointerDown(e) {
+    if (!e.isTrusted) return;
+    const t0 = performance.now();
+    learn(e);
+    const el = deepTarget(e);
+    if (!el) return;
+    const g = geometry();
+    const ev = {
+      type: "pointer", t: stamp(e), x: px(e.screenX * g.dsf), y: px(e.screenY * g.dsf),
+      button: e.button >= 0 && e.button <= 4 ? e.button : 0, target: describe(el, g),
+    };
+    finish(ev, t0);
+  }
+
+  function onPointerOver(e) {
+    if (e.isTrusted) learn(e);
+  }
+
+  function onFocusIn(e) {
+    if (!e.isTrusted) return;
+    const t0 = performance.now();
+    const el = deepTarget(e);
+    if (!el) return;
+    finish({ type: "focus", t: stamp(e), target: describe(el, geometry()) }, t0);
+  }
+
+  let lastKey = null;
+  let lastKeyT = -Infinity;
+
+  function onKeyDown(e) {
+    if (!e.isTrusted) return;
+    const t0 = performance.now();
+    const el = deepTarget(e);
+    const first = el !== lastKey || e.timeStamp - lastKeyT > KEY_BURST_MS;
+    lastKey = el;
+    lastKeyT = e.timeStamp;
+    if (!first || !el) return;
+    finish({ type: "keys", t: stamp(e), target: describe(el, geometry(), true) }, t0);
+  }
+
+  let lastWheel = null;
+  let lastWheelT = -Infinity;
+
+  function onWheel(e) {
+    if (!e.isTrusted) return;
+    const t0 = performance.now();
+    const el = deepTarget(e);
+    const first = el !== lastWheel || e.timeStamp - lastWheelT > WHEEL_BURST_MS;
+    lastWheel = el;
+    lastWheelT = e.timeStamp;
+    if (!first || !el) return;
+    learn(e);
+    const g = geometry();
+    finish({
+      type: "scroll", t: stamp(e), x: px(e.screenX * g.dsf), y: px(e.screenY * g.dsf),
+      target: describe(el, g),
+    }, t0);
+  }
+
+  function onChange(e) {
+    if (!e.isTrusted) return;
+    const t0 = performance.now();
+    const el = deepTarget(e);
+    if (!el) return;
+    const tag = el.localName;
+    if (tag !== "select" && tag !== "input" && tag !== "textarea") return;
+    const target = describe(el, geometry(), true);
+    const ev = { type: "change", t: stamp(e), target };
+    if (tag === "select" && !target.secret) {
+      const i = el.selectedIndex;
+      const opt = i >= 0 ? el.options[i] : null;
+      ev.option = opt
+        ? { text: clip(opt.label || opt.text, MAX_NAME), value: opt.value.slice(0, MAX_TITLE),
+          index: i }
+        : null;
+    }
+    finish(ev, t0);
+  }
+
+  // --- page events: viewport and visible secret fields, throttled --------------------------
+  let pageTimer = 0;
+  let lastPageAt = -Infinity;
+  let lastPage = "";
+  let forceNext = true;
+
+  function sensitiveBoxes(g) {
+    const w = window.innerWidth;
+    const h = window.innerHeight;
+    const out = [];
+    for (const el of document.querySelectorAll(SECRET_SELECTOR)) {
+      if (!isSecret(el)) continue;
+      const r = el.getBoundingClientRect();
+      if (r.width <= 0 || r.height <= 0 || r.right <= 0 || r.bottom <= 0 || r.left >= w ||
+        r.top >= h) continue;
+      const c = { left: Math.max(0, r.left), top: Math.max(0, r.top),
+        right: Math.min(w, r.right), bottom: Math.min(h, r.bottom) };
+      out.push(screenBox(c, g));
+      if (out.length >= MAX_SENSITIVE) break;
+    }
+    return out;
+  }
+
+  // The first call of each function compiles it: do that once when the page is idle rather than
+  // inside the first click's handler.
+  let warmed = false;
+
+  function warmUp() {
+    if (warmed || !document.body) return;
+    warmed = true;
+    const idle = window.requestIdleCallback || ((f) => setTimeout(f, 50));
+    idle(() => {
+      describe(document.body, geometry());
+      cache.delete(document.body);
+    });
+  }
+
+  function sendPage() {
+    pageTimer = 0;
+    warmUp();
+    if (document.visibilityState !== "visible") return;
+    const t0 = performance.now();
+    lastPageAt = t0;
+    const g = geometry();
+    const ev = {
+      type: "page", t: performance.timeOrigin + t0, url: location.href.slice(0, MAX_URL),
+      title: document.title.slice(0, MAX_TITLE),
+      viewport: screenBox({ left: 0, top: 0, right: window.innerWidth,
+        bottom: window.innerHeight }, g),
+      dpr: g.dpr, sensitive: document.documentElement ? sensitiveBoxes(g) : [],
+    };
+    const key = JSON.stringify([ev.url, ev.title, ev.viewport, ev.dpr, ev.sensitive]);
+    if (key === lastPage && !forceNext) return;
+    lastPage = key;
+    forceNext = false;
+    finish(ev, t0);
+  }
+
+  // At most one page event per PAGE_THROTTLE_MS, measured just after a paint (a frame, then a
+  // task), when the layout is fresh: no layout is forced in the middle of the page's own work.
+  function schedulePage(force) {
+    if (force) forceNext = true;
+    if (pageTimer) return;
+    const wait = Math.max(0, lastPageAt + PAGE_THROTTLE_MS - performance.now());
+    pageTimer = setTimeout(() => requestAnimationFrame(() => setTimeout(sendPage, 0)), wait);
+  }
+
+  // Something scrolled or resized: boxes measured before may be stale.
+  function moved() {
+    layoutGeneration += 1;
+    schedulePage(false);
+  }
+
+  // Chromium on X11 does not always tell the service worker (windows.onFocusChanged) that
+  // another application took the focus; the page's own blur and focus make it look again.
+  function onWindowFocus(e) {
+    if (e.isTrusted && e.target === window) post({ type: "_focus" });
+  }
+
+  const opts = { capture: true, passive: true };
+  try {
+    connect(); // at once, so that the service worker tells the zoom before the first event
+  } catch (_err) {
+    alive = false;
+  }
+  window.addEventListener("pagehide", flushOutbox, opts);
+  window.addEventListener("blur", onWindowFocus, opts);
+  window.addEventListener("focus", onWindowFocus, opts);
+  window.addEventListener("pointerdown", onPointerDown, opts);
+  window.addEventListener("pointerover", onPointerOver, opts);
+  window.addEventListener("focusin", onFocusIn, opts);
+  window.addEventListener("keydown", onKeyDown, opts);
+  window.addEventListener("wheel", onWheel, opts);
+  window.addEventListener("change", onChange, opts);
+  window.addEventListener("scroll", moved, opts);
+  window.addEventListener("resize", () => {
+    bars = null;
+    moved();
+  }, opts);
+  window.addEventListener("pageshow", () => schedulePage(true), opts);
+  document.addEventListener("visibilitychange", () => schedulePage(true), opts);
+  document.addEventListener("DOMContentLoaded", () => schedulePage(true), opts);
+  window.addEventListener("load", () => schedulePage(true), opts);
+
+  const observer = new MutationObserver(() => {
+    generation += 1;
+    schedulePage(false);
+  });
+  const watch = () => observer.observe(document.documentElement, {
+    childList: true, subtree: true, characterData: true, attributes: true,
+    attributeFilter: ["type", "autocomplete", "style", "class", "hidden", "id", "role",
+      "aria-label", "aria-labelledby", "title", "placeholder", "alt", "value", "for",
+      "multiple", "size", "href", "contenteditable"],
+  });
+  if (document.documentElement) watch();
+  else document.addEventListener("readystatechange", watch, { once: true });
+})();
