@@ -12,6 +12,7 @@ endpoint comes from ``DEMOTRACE_S3_ENDPOINT`` or ``AWS_ENDPOINT_URL`` (e.g.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -382,17 +383,22 @@ class S3Blobs:
         """One PutObject: S3 never shows a partly written object."""
         self._call("put_object", Bucket=self.bucket, Key=self._root + _check_key(key), Body=data)
 
-    def get(self, key: str) -> bytes:
-        name = self._root + _check_key(key)
+    @contextlib.contextmanager
+    def _reading(self, key: str) -> Iterator[None]:
+        """A read of ``key``: KeyError when it is absent, CollectorError for the rest."""
         try:
-            response = self.client.get_object(Bucket=self.bucket, Key=name)
-            return response["Body"].read()
+            yield
         except self._exc.ClientError as exc:
             if self._code(exc) in ("NoSuchKey", "404", "NotFound"):
                 raise KeyError(key) from None
             raise self._error(exc) from None
         except self._exc.BotoCoreError as exc:
             raise self._error(exc) from None
+
+    def get(self, key: str) -> bytes:
+        name = self._root + _check_key(key)
+        with self._reading(key):
+            return self.client.get_object(Bucket=self.bucket, Key=name)["Body"].read()
 
     def put_file(self, key: str, path: Path) -> None:
         """boto3's managed upload (multipart for big files; S3 shows the object only once
@@ -412,14 +418,8 @@ class S3Blobs:
 
     def get_file(self, key: str, dest: Path) -> None:
         name = self._root + _check_key(key)
-        try:
+        with self._reading(key):
             self.client.download_file(self.bucket, name, str(dest))
-        except self._exc.ClientError as exc:
-            if self._code(exc) in ("NoSuchKey", "404", "NotFound"):
-                raise KeyError(key) from None
-            raise self._error(exc) from None
-        except self._exc.BotoCoreError as exc:
-            raise self._error(exc) from None
 
     def size(self, key: str) -> int | None:
         name = self._root + _check_key(key)
