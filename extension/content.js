@@ -20,6 +20,9 @@
   const SECRET_SELECTOR =
     'input[type="password" i], [autocomplete*="cc-" i], [autocomplete*="one-time-code" i], ' +
     '[autocomplete*="-password" i]';
+  // Frames are looked into when they are of this page's origin; another origin's frame (a
+  // payment provider's card field) cannot be, so it is secret as a whole.
+  const FRAME_SELECTOR = "iframe, frame";
   const NO_TEXT = new Set(["script", "style", "noscript", "template", "select", "textarea",
     "input", "svg", "iframe", "object"]);
   const INPUT_ROLES = {
@@ -119,10 +122,24 @@
     return clip(out, n);
   }
 
+  // The document inside a frame element, or null when it is of another origin.
+  function frameDocument(el) {
+    try {
+      return el.contentDocument || null;
+    } catch (_err) {
+      return null;
+    }
+  }
+
+  function isFrame(el) {
+    return el.localName === "iframe" || el.localName === "frame";
+  }
+
   function isSecret(el) {
     if (el.localName === "input" && (el.getAttribute("type") || "").toLowerCase() === "password") {
       return true;
     }
+    if (isFrame(el)) return frameDocument(el) === null;
     const ac = el.getAttribute("autocomplete");
     return ac !== null && SECRET_TOKENS.test(ac);
   }
@@ -368,15 +385,34 @@
     const w = window.innerWidth;
     const h = window.innerHeight;
     const out = [];
-    for (const el of document.querySelectorAll(SECRET_SELECTOR)) {
-      if (!isSecret(el)) continue;
-      const r = el.getBoundingClientRect();
-      if (r.width <= 0 || r.height <= 0 || r.right <= 0 || r.bottom <= 0 || r.left >= w ||
-        r.top >= h) continue;
-      const c = { left: Math.max(0, r.left), top: Math.max(0, r.top),
-        right: Math.min(w, r.right), bottom: Math.min(h, r.bottom) };
+    const add = (r, dx, dy) => {
+      const left = r.left + dx;
+      const top = r.top + dy;
+      const right = r.right + dx;
+      const bottom = r.bottom + dy;
+      if (r.width <= 0 || r.height <= 0 || right <= 0 || bottom <= 0 || left >= w || top >= h) {
+        return;
+      }
+      const c = { left: Math.max(0, left), top: Math.max(0, top),
+        right: Math.min(w, right), bottom: Math.min(h, bottom) };
       out.push(screenBox(c, g));
+    };
+    for (const el of document.querySelectorAll(SECRET_SELECTOR + ", " + FRAME_SELECTOR)) {
       if (out.length >= MAX_SENSITIVE) break;
+      if (isSecret(el)) {
+        add(el.getBoundingClientRect(), 0, 0);
+      } else if (isFrame(el)) {
+        // a frame of this origin: the secret fields inside it, where it shows them
+        const inner = frameDocument(el);
+        if (!inner) continue;
+        const r = el.getBoundingClientRect();
+        const dx = r.left + el.clientLeft;
+        const dy = r.top + el.clientTop;
+        for (const field of inner.querySelectorAll(SECRET_SELECTOR)) {
+          if (out.length >= MAX_SENSITIVE) break;
+          if (isSecret(field)) add(field.getBoundingClientRect(), dx, dy);
+        }
+      }
     }
     return out;
   }
@@ -434,7 +470,23 @@
   // Chromium on X11 does not always tell the service worker (windows.onFocusChanged) that
   // another application took the focus; the page's own blur and focus make it look again.
   function onWindowFocus(e) {
-    if (e.isTrusted && e.target === window) post({ type: "_focus" });
+    if (!e.isTrusted || e.target !== window) return;
+    post({ type: "_focus" });
+    if (e.type === "blur") setTimeout(focusInFrame, 0);
+  }
+
+  // The keyboard went into a frame (this page's blur, with a frame as its active element): its
+  // own events are not seen from here, so say which element has the focus: the frame itself
+  // (secret when it is of another origin), or the field inside a frame of this origin.
+  function focusInFrame() {
+    const frame = document.activeElement;
+    if (!frame || !isFrame(frame)) return;
+    const t0 = performance.now();
+    const inner = frameDocument(frame);
+    const field = inner && inner.activeElement;
+    let target = describe(frame, geometry());
+    if (field && field !== inner.body && isSecret(field)) target = { ...target, secret: true };
+    finish({ type: "focus", t: performance.timeOrigin + t0, target }, t0);
   }
 
   const opts = { capture: true, passive: true };

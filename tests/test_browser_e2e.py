@@ -36,6 +36,7 @@ WEB = Path(__file__).parent / "data" / "web"
 PASSWORD = "Canary-Pw-5521!"
 CARD = "4111 1111 1111 1111"
 NEWS_WORDS = "Offsite-Canary-Words"
+CVC = "731-Cvc-Canary"
 POLICY = """format = 1
 revision = 1
 name = "Shop work"
@@ -74,12 +75,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         site = self.headers.get("Host", "").split(".")[0]
         path = WEB / site / self.path.lstrip("/").split("?")[0]
-        if site not in ("shop", "news") or not path.is_file():
+        if site not in ("shop", "news", "pay") or not path.is_file():
             self.send_error(404)
             return
         body = path.read_bytes().replace(
             b"NEWS_URL", self.server.url("news", "index.html").encode()
         )
+        body = body.replace(b"PAY_URL", self.server.url("pay", "card.html").encode())
         kind = "text/html" if path.suffix == ".html" else "text/javascript"
         self.send_response(200)
         self.send_header("Content-Type", f"{kind}; charset=utf-8")
@@ -150,7 +152,7 @@ def session(desktop: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     sites = Sites()
     truth = root / "truth.jsonl"
     boxes: dict[str, list[int]] = {}
-    rules = "MAP shop.test 127.0.0.1, MAP news.test 127.0.0.1"
+    rules = "MAP shop.test 127.0.0.1, MAP news.test 127.0.0.1, MAP pay.test 127.0.0.1"
     try:
         with (
             _recording(desktop, home),
@@ -161,6 +163,7 @@ def session(desktop: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
             time.sleep(1.0)  # the page tells the recorder where its secret fields are
             for sel in ("#name", "#email", "#country", "#colour", "#password", "#card", "#pay"):
                 boxes[sel] = browser.element_box(sel)
+            boxes["#payframe"] = browser.element_box("#payframe")
 
             def click(selector: str) -> None:
                 x, y = browser.element_center(selector)
@@ -186,6 +189,9 @@ def session(desktop: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
             w.type_text(PASSWORD, secret=True)
             click("#card")
             w.type_text(CARD, secret=True)
+            # the payment provider's frame (another origin): its field is secret as a whole
+            click("#payframe")
+            w.type_text(CVC, secret=True)
             click("#pay")
             w.wait(0.5)
             # off to a site outside the policy
@@ -238,7 +244,11 @@ def test_targets_are_the_elements_the_worker_acted_on(session: dict[str, Any]) -
     clicks = _clicks_of(session)
     web = [s for s in steps if s["action"]["type"] == "click" and "shop.test" in (s["url"] or "")]
     assert web, [s["action"]["type"] for s in steps]
+    frame = session["boxes"]["#payframe"]
     for step in web:
+        x, y = _px(step)
+        if frame[0] <= x <= frame[2] and frame[1] <= y <= frame[3]:
+            continue  # a click inside another origin's frame: the page cannot see it
         target = step["action"].get("target")
         assert target is not None and target["source"] == "dom", step["action"]
         x, y = _px(step)
@@ -293,7 +303,7 @@ def test_the_other_site_leaves_only_a_gap_and_secrets_are_nowhere(
 ) -> None:
     home = session["home"]
     stored = _all_bytes(home / "store", session["dataset"], session["export"])
-    for secret in (PASSWORD, CARD, CARD.replace(" ", ""), NEWS_WORDS, "news.test", "Today"):
+    for secret in (PASSWORD, CARD, CARD.replace(" ", ""), CVC, NEWS_WORDS, "news.test", "Today"):
         assert secret.encode() not in stored, secret
     db = sqlite3.connect(home / "store" / "demotrace.db")
     try:
@@ -330,7 +340,7 @@ def test_secret_fields_are_masked_in_every_frame(session: dict[str, Any]) -> Non
             px0, py0, px1, py1 = session["boxes"]["popup"]
             part = image[py0:py1, px0:px1].astype(int)
             highlight = (part[..., 2] > 150) & (part[..., 0] < 80)  # its blue hovered row
-            for selector in ("#password", "#card"):
+            for selector in ("#password", "#card", "#payframe"):
                 x0, y0, x1, y1 = session["boxes"][selector]
                 field = np.zeros(image.shape[:2], bool)
                 field[y0:y1, x0:x1] = True
