@@ -605,3 +605,18 @@ def test_the_copies_live_in_a_private_folder_gone_at_shutdown(home: Path) -> Non
         assert steps_of(client, episode)["total"] == 4
         assert list(root.glob("session-1-*/data/*.parquet"))
     assert not root.exists()  # the page stopped: no copy of the screenshots is left
+
+
+def test_status_says_when_the_browser_extension_is_paired(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recorder with the browser channel says so on the status page; one without, does not."""
+    import demotrace.web.ui as ui
+
+    status = {"ok": True, "state": "recording", "session": 1, "events": 5, "policy": None}
+    monkeypatch.setattr(ui, "recorder_status", lambda _home: {**status, "browser": None})
+    assert 'id="browser-extension"' not in client.get(BASE + "/").text
+    stats = {"accepted": 1234, "refused": {}, "handler_us": {"n": 0}}
+    monkeypatch.setattr(ui, "recorder_status", lambda _home: {**status, "browser": stats})
+    page = client.get(BASE + "/").text
+    assert 'id="browser-extension"' in page and "1,234 page events" in page
