@@ -2,8 +2,10 @@
 
 python bench/run.py            # storm (3 rounds) + 10-minute workload + privacy + redactor
                                # + reducer + build + collector ingest (with a py-spy profile)
+                               # + web pages on 10,000 steps + the browser extension's handlers
 python bench/run.py --quick    # storm (1 round) + 2-minute workload + privacy + redactor
                                # + reducer + build + collector ingest (a quarter of the uploads)
+                               # + web pages (3 rounds) + the extension's handlers
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ def main() -> None:
     subprocess.run([sys.executable, HERE / "build_bench.py"], check=True)
     ingest = ["--quick"] if args.quick else ["--profile"]
     subprocess.run([sys.executable, HERE / "ingest.py", *ingest], check=True)
+    rounds = ["--rounds", "3"] if args.quick else []
+    subprocess.run([sys.executable, HERE / "web.py", *rounds], check=True)
+    subprocess.run([sys.executable, HERE / "extension.py"], check=True)
 
 
 if __name__ == "__main__":
