@@ -74,37 +74,50 @@ def content_hash(data: bytes) -> str:
 
 
 class FrameExporter:
-    """A local store's frames as lake blobs: each frame's manifest (tile keys) and its tiles."""
+    """A local store's frames as lake blobs: each frame's manifest (the content keys of its
+    tiles) and the tiles' bytes by key. Used by ``export_session`` and by the sync client."""
 
     def __init__(self, db: Any, reader: Any) -> None:
         self.db = db
         self.reader = reader
-        self._keys: dict[bytes, tuple[str, bytes | None]] = {}
+        self._keys: dict[bytes, str] = {}  # pixel hash -> content key
+        self._pixels: dict[str, bytes] = {}  # content key -> pixel hash
 
-    def tile(self, pixel_hash: bytes) -> tuple[str, bytes]:
-        """(key, bytes) of one stored tile."""
+    def _row(self, pixel_hash: bytes) -> bytes:
         row = self.db.execute("SELECT data FROM tiles WHERE hash = ?", (pixel_hash,)).fetchone()
         if row is None:
             raise KeyError(f"tile {pixel_hash.hex()} is not in the store")
-        data = bytes(row[0])
-        return content_hash(data), data
+        return bytes(row[0])
+
+    def key(self, pixel_hash: bytes) -> str:
+        """The content key (:func:`content_hash`) of one stored tile; KeyError when missing."""
+        key = self._keys.get(pixel_hash)
+        if key is None:
+            key = content_hash(self._row(pixel_hash))
+            self._keys[pixel_hash] = key
+            self._pixels[key] = pixel_hash
+        return key
+
+    def manifest(self, frame_id: str) -> bytes:
+        """The frame's manifest; KeyError when the store lacks the frame or one of its tiles."""
+        w, h, tile, hashes = self.reader.grid(bytes.fromhex(frame_id))
+        return pack_manifest(w, h, tile, [bytes.fromhex(self.key(ph)) for ph in hashes])
+
+    def tile_bytes(self, key: str) -> bytes:
+        """The bytes of a tile this exporter has keyed (by :meth:`key` or :meth:`manifest`)."""
+        return self._row(self._pixels[key])
 
     def frame(self, frame_id: str) -> tuple[bytes, dict[str, bytes | None]]:
-        """(manifest, {tile key: bytes or None when this exporter handed it out before})."""
-        w, h, tile, hashes = self.reader.grid(bytes.fromhex(frame_id))
+        """(manifest, {tile key: bytes, or None when this exporter handed it out before})."""
+        seen = set(self._pixels)
+        manifest = self.manifest(frame_id)
         tiles: dict[str, bytes | None] = {}
-        keys = []
-        for ph in hashes:
-            known = self._keys.get(ph)
-            if known is None:
-                key, data = self.tile(ph)
-                self._keys[ph] = (key, None)
-                tiles[key] = data
-            else:
-                key = known[0]
-                tiles.setdefault(key, None)
-            keys.append(bytes.fromhex(key))
-        return pack_manifest(w, h, tile, keys), tiles
+        for key in unpack_manifest(manifest)[3]:
+            k = key.hex()
+            if k not in tiles:
+                tiles[k] = None if k in seen else self.tile_bytes(k)
+                seen.add(k)
+        return manifest, tiles
 
 
 def pack_manifest(width: int, height: int, tile: int, hashes: list[bytes]) -> bytes:

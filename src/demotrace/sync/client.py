@@ -35,6 +35,7 @@ import pyarrow as pa
 from demotrace.collector.wire import blob_batch, content_digest, events_parquet
 from demotrace.dataset.schema import EVENT_SCHEMA
 from demotrace.errors import SyncError
+from demotrace.lake import FrameExporter
 from demotrace.model import Kind
 
 ENROLLMENT = "collector.json"
@@ -287,8 +288,7 @@ class Syncer:
         self.segment_rows = segment_rows
         self.progress = progress or (lambda _what, _n: None)
         self.reader = FrameReader(self.db)
-        self._tile_keys: dict[bytes, str] = {}
-        self._key_tiles: dict[str, bytes] = {}
+        self.frames = FrameExporter(self.db, self.reader)
         self.result = SyncResult()
 
     def run(self, now_wall_ns: int | None = None) -> SyncResult:
@@ -482,30 +482,16 @@ class Syncer:
         self.progress("blobs", len(batch))
 
     def _manifest(self, fid: str) -> bytes:
-        from demotrace.lake import content_hash, pack_manifest
-
-        w, h, tile, hashes = self.reader.grid(bytes.fromhex(fid))
-        keys = []
-        for ph in hashes:
-            key = self._tile_keys.get(ph)
-            if key is None:
-                row = self.db.execute("SELECT data FROM tiles WHERE hash = ?", (ph,)).fetchone()
-                if row is None:
-                    raise SyncError(
-                        f"Frame {fid} lacks a tile in the local store; it cannot be "
-                        "uploaded. Run `demotrace build` to see which session."
-                    )
-                key = content_hash(bytes(row[0]))
-                self._tile_keys[ph] = key
-                self._key_tiles[key] = ph
-            keys.append(bytes.fromhex(key))
-        return pack_manifest(w, h, tile, keys)
+        try:
+            return self.frames.manifest(fid)
+        except KeyError:
+            raise SyncError(
+                f"Frame {fid} lacks a tile in the local store; it cannot be uploaded. Run "
+                "`demotrace build` to see which session."
+            ) from None
 
     def _tile_bytes(self, key: str) -> bytes:
-        row = self.db.execute(
-            "SELECT data FROM tiles WHERE hash = ?", (self._key_tiles[key],)
-        ).fetchone()
-        return bytes(row[0])
+        return self.frames.tile_bytes(key)
 
 
 def _manifest_keys(manifest: bytes) -> set[str]:
