@@ -33,7 +33,7 @@ from demotrace.model import (
 from demotrace.privacy.browser import BrowserContext
 from demotrace.privacy.gate import Gate
 from demotrace.privacy.policy import Policy
-from demotrace.privacy.redact import mask_text, redact, redact_url
+from demotrace.privacy.redact import redact, redact_name
 from demotrace.privacy.scope import Layout
 from demotrace.store.db import Store
 from demotrace.store.writer import FrameWrite, Writer
@@ -683,10 +683,7 @@ class Recorder:
             or _app_key(info.app) != _app_key(str(data.get("app") or ""))
         ):
             return row
-        name = redact_url(info.name) if "://" in info.name else redact(info.name)
-        if rule.keystrokes == "masked":
-            name = mask_text(name)
-        data["a11y"] = {"role": info.role, "name": name}
+        data["a11y"] = {"role": info.role, "name": redact_name(info.name, rule.keystrokes)}
         return row._replace(data=json.dumps(data, separators=(",", ":")))
 
     def _on_layout(self, layout: Layout) -> None:

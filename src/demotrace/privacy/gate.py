@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from demotrace.capture.base import process_name
 from demotrace.model import MOD_ALT, MOD_CONTROL, MOD_SHIFT, MOD_SUPER, Kind, Row
 from demotrace.privacy.keys import BACKSPACE, apply_edits, keysym_char
-from demotrace.privacy.redact import mask_text, redact, redact_url
+from demotrace.privacy.redact import mask_text, redact, redact_name, redact_url
 from demotrace.privacy.scope import Layout, ScopeResolver
 
 if TYPE_CHECKING:
@@ -431,9 +431,11 @@ class Gate:
         if kind not in ("pointer", "focus", "keys", "scroll", "change"):
             return
         reason = self._blocked()
+        mode = self.active_rule.keystrokes if self.active_rule is not None else "text"
+        ctx = self.scope.browser
         window = self.active.get("window") or 0
-        then = self.scope.browser.url_at(window, row[0]) if self.scope.browser else None
-        if then is not None and then != self.scope.browser.url_of(window):  # type: ignore[union-attr]
+        then = ctx.url_at(window, row[0]) if ctx is not None else None
+        if ctx is not None and then is not None and then != ctx.url_of(window):
             # the page has changed since this event (a click on a link): judge it by its own
             info = self.active
             rule = self.policy.match_window(
@@ -441,22 +443,19 @@ class Gate:
             )
             if rule is None:
                 return
+            mode = rule.keystrokes
             if reason == "out_of_scope":
                 reason = None
-            if reason is None:
-                data = _element_event(event, rule.keystrokes)
-                self._accept(row._replace(data=json.dumps(data, **_COMPACT)), out)
-            return
-        x, y = event.get("x"), event.get("y")
-        if x is not None and y is not None and (reason is None or reason == "out_of_scope"):
-            verdict = self._verdict(int(x), int(y))
-            if verdict == 2:
-                reason = "out_of_scope"
-            elif verdict == 1:
-                reason = None
+        else:
+            x, y = event.get("x"), event.get("y")
+            if x is not None and y is not None and reason in (None, "out_of_scope"):
+                verdict = self._verdict(int(x), int(y))
+                if verdict == 2:
+                    reason = "out_of_scope"
+                elif verdict == 1:
+                    reason = None
         if reason is not None:
             return  # what it describes was not recorded either
-        mode = self.active_rule.keystrokes if self.active_rule is not None else "text"
         self._accept(row._replace(data=json.dumps(_element_event(event, mode), **_COMPACT)), out)
 
     # -- keys ----------------------------------------------------------------------------------
@@ -585,15 +584,6 @@ class Gate:
             self._term_secret_lines[window] = 3 if re.match(r"\s*(passwd|htpasswd)", line) else 1
 
 
-def _shown(text: Any, mode: str) -> str | None:
-    """A name, option or id from a page, as a keystroke mode allows it to be kept."""
-    if text is None or mode == "keys":
-        return None
-    value = str(text)
-    value = redact_url(value) if "://" in value else redact(value)
-    return mask_text(value) if mode == "masked" else value
-
-
 def _element_event(event: dict[str, Any], mode: str) -> dict[str, Any]:
     """What is stored of an element event: never a value typed, names through the redactor."""
     out: dict[str, Any] = {"type": event["type"]}
@@ -608,7 +598,7 @@ def _element_event(event: dict[str, Any], mode: str) -> dict[str, Any]:
         "secret": bool(target.get("secret")),
     }
     for key in ("name", "id"):
-        shown = _shown(target.get(key), mode)
+        shown = redact_name(target.get(key), mode)
         if shown:
             kept[key] = shown
     for key in ("type", "autocomplete"):
@@ -617,7 +607,7 @@ def _element_event(event: dict[str, Any], mode: str) -> dict[str, Any]:
     out["target"] = kept
     option = event.get("option")
     if isinstance(option, dict) and not kept["secret"]:
-        text, value = _shown(option.get("text"), mode), _shown(option.get("value"), mode)
+        text, value = redact_name(option.get("text"), mode), redact_name(option.get("value"), mode)
         if text is not None or value is not None:
             out["option"] = {"text": text, "value": value, "index": option.get("index")}
     return out

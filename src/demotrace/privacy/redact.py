@@ -1032,3 +1032,14 @@ def mask_text(text: str) -> str:
     """``text`` with each character replaced by its class: letters by ``a``, digits by ``9``,
     anything else but whitespace by ``.``; whitespace is kept as it is."""
     return text.translate(_MASK)
+
+
+def redact_name(text: object, mode: str) -> str | None:
+    """A name shown on screen (a menu item, a page element's label or id, a select's option), as
+    an app's keystroke ``mode`` allows it to be kept: through the redactor (``text``), masked
+    (``masked``), or not at all (``keys``, or no name)."""
+    if text is None or mode == "keys":
+        return None
+    value = str(text)
+    value = redact_url(value) if "://" in value else redact(value)
+    return mask_text(value) if mode == "masked" else value
