@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -90,3 +91,15 @@ def recording(
         wait_settled(rec)
     finally:
         rec.stop()
+
+
+@pytest.fixture
+def collector(tmp_path: Path) -> Iterator[Any]:
+    """A real `demotrace serve` on a loopback port, with a SQLite database and a lake folder."""
+    from collector_proc import Collector
+
+    c = Collector(tmp_path / "collector").start(timeout=120)
+    try:
+        yield c
+    finally:
+        c.kill()

@@ -15,7 +15,7 @@ import random
 import shutil
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -53,15 +53,6 @@ def home(template: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "home"
     shutil.copytree(template, dst)
     return dst
-
-
-@pytest.fixture
-def collector(tmp_path: Path) -> Iterator[Collector]:
-    c = Collector(tmp_path / "collector").start(timeout=120)
-    try:
-        yield c
-    finally:
-        c.kill()
 
 
 # -- helpers --------------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -23,15 +22,6 @@ from test_build import _session
 from test_ui import BASE, HOST, deletion_cells, post, text_of, upload_cells, wall_of
 
 DAY_NS = 86_400 * 10**9
-
-
-@pytest.fixture
-def collector(tmp_path: Path) -> Iterator[Collector]:
-    c = Collector(tmp_path / "collector").start(timeout=120)
-    try:
-        yield c
-    finally:
-        c.kill()
 
 
 def query(home: Path, sql: str, *args: object) -> list[tuple]:
