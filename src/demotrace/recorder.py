@@ -334,20 +334,12 @@ class Recorder:
         if not (self.home / "browser.json").is_file():
             return  # not paired: nothing listens
         from demotrace.browser.channel import BrowserChannel
-        from demotrace.browser.pairing import load_pairing
 
-        try:
-            pairing = load_pairing(self.home)
-        except DemotraceError as exc:
-            self.warnings.append(f"the browser extension is not listened to: {exc}")
-            return
-        if pairing is None:
-            return
         ctx = BrowserContext()
         gate = self._gate
         channel = BrowserChannel(self.home, self._on_browser, status=gate.state)
         try:
-            channel.start()
+            channel.start()  # reads the pairing: a damaged one is a warning, as a taken port
         except DemotraceError as exc:
             self.warnings.append(f"the browser extension is not listened to: {exc}")
             return

@@ -979,16 +979,21 @@ class Service:
                 latest[v] = {"state": a["state"], "at_ns": int(a["at_ns"])}
         changed = 0
         c = T.consents.c
+
+        def known(conn: sa.Connection) -> dict[str, int]:
+            query = sa.select(c.version, c.at_ns).where(
+                c.device == device, c.version.in_(sorted(latest))
+            )
+            return {r.version: r.at_ns for r in conn.execute(query)}
+
+        # every sync reports: most find nothing new, and then no write transaction is taken
+        with self._read() as conn:
+            have = known(conn)
+        if all(v in have and have[v] >= a["at_ns"] for v, a in latest.items()):
+            return {"versions": len(latest), "changed": 0}
         with self._write() as conn:
             self._lock(conn, "consent", device)
-            have = {
-                r.version: r.at_ns
-                for r in conn.execute(
-                    sa.select(c.version, c.at_ns).where(
-                        c.device == device, c.version.in_(sorted(latest))
-                    )
-                )
-            }
+            have = known(conn)
             for version, a in sorted(latest.items()):
                 if version in have and have[version] >= a["at_ns"]:
                     continue
