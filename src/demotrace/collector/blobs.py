@@ -93,6 +93,9 @@ class BlobStore(Protocol):
     def get_file(self, key: str, dest: Path) -> None:
         """Write the object at ``key`` to ``dest`` (streamed); KeyError if absent."""
 
+    def local_path(self, key: str) -> Path | None:
+        """Where the object at ``key`` is a file on this machine (a folder store), else None."""
+
 
 # -- a folder ---------------------------------------------------------------------------------
 def _fs_advice(exc: OSError) -> str:
@@ -169,6 +172,9 @@ class FsBlobs:
             pass  # some file systems cannot sync a folder; the rename is still atomic
         finally:
             os.close(fd)
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
 
     def put_file(self, key: str, path: Path) -> None:
         """Copy ``path`` beside the target, fsync it, and rename it over the target."""
@@ -399,6 +405,9 @@ class S3Blobs:
         name = self._root + _check_key(key)
         with self._reading(key):
             return self.client.get_object(Bucket=self.bucket, Key=name)["Body"].read()
+
+    def local_path(self, key: str) -> Path | None:
+        return None
 
     def put_file(self, key: str, path: Path) -> None:
         """boto3's managed upload (multipart for big files; S3 shows the object only once

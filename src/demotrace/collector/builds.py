@@ -67,6 +67,10 @@ def _check_id(build_id: str) -> str:
     return build_id
 
 
+def _zip_gone(build_id: str) -> Problem:
+    return Problem(410, f"The build {build_id}'s zip is missing from the blob store; build again.")
+
+
 def _row(service: Service, build_id: str) -> Any:
     with service._read() as conn:
         row = conn.execute(
@@ -198,14 +202,11 @@ class Builds:
         copy)."""
         self._done(build_id)
         blobs = self.service.blobs
-        local = getattr(blobs, "_path", None)
-        if local is not None:
-            path = Path(local(zip_key(build_id)))
+        path = blobs.local_path(zip_key(build_id))
+        if path is not None:
             if path.is_file():
                 return path
-            raise Problem(
-                410, f"The build {build_id}'s zip is missing from the blob store; build again."
-            )
+            raise _zip_gone(build_id)
         cached = self.work / "cache" / f"{build_id}.zip"
         if not cached.is_file():
             cached.parent.mkdir(parents=True, exist_ok=True)
@@ -214,9 +215,7 @@ class Builds:
                 blobs.get_file(zip_key(build_id), part)
             except KeyError:
                 part.unlink(missing_ok=True)
-                raise Problem(
-                    410, f"The build {build_id}'s zip is missing from the blob store; build again."
-                ) from None
+                raise _zip_gone(build_id) from None
             os.replace(part, cached)
         return cached
 
