@@ -17,6 +17,7 @@ rotating the credential (``demotrace admin token``) signs everyone out. The cook
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import math
@@ -190,17 +191,11 @@ class ViewerMount:
         await app(child, receive, send)
 
 
-_templates: Jinja2Templates | None = None
-
-
+@functools.cache
 def templates() -> Jinja2Templates:
-    global _templates
-    if _templates is None:
-        _templates = Jinja2Templates(directory=HERE / "templates")
-        _templates.env.filters["when"] = _when
-        _templates.env.filters["size"] = _size
-        _templates.env.filters["number"] = _number
-    return _templates
+    out = Jinja2Templates(directory=HERE / "templates")
+    out.env.filters.update(when=_when, size=_size, number=_number)
+    return out
 
 
 def _error_page(request: Request, status: int, message: str) -> Response:
