@@ -521,12 +521,12 @@ class FakeTray:
                 if ev.type == X.ClientMessage and ev.client_type == opcode:
                     icon_id = ev.data[1][2]
                     if self.dock:
+                        self.icon = icon_id  # before the map the indicator may react to
                         icon = window(self.d, icon_id)
                         icon.reparent(self.socket, 0, 0)
                         icon.configure(width=32, height=32)
                         icon.map()
                         self.d.sync()
-                        self.icon = icon_id
                     self.asked.set()
                     return
             time.sleep(0.005)
