@@ -164,7 +164,9 @@
     if (s && s.trim()) return clip(s, MAX_NAME);
     const ids = el.getAttribute("aria-labelledby");
     if (ids) {
-      s = ids.trim().split(/\s+/).slice(0, 8).map((id) => document.getElementById(id))
+      const scope = el.getRootNode();
+      const byId = (id) => (scope.getElementById ? scope : document).getElementById(id);
+      s = ids.trim().split(/\s+/).slice(0, 8).map(byId)
         .filter(Boolean).map((x) => textOf(x, MAX_NAME)).join(" ");
       if (s.trim()) return clip(s, MAX_NAME);
     }
@@ -240,10 +242,75 @@
     };
   }
 
-  function deepTarget(e) {
+  // --- shadow roots ------------------------------------------------------------------------
+  // An event from inside a shadow root reaches this script with the path cut at a closed root's
+  // host. chrome.dom.openOrClosedShadowRoot (content scripts only) opens closed roots too, so the
+  // element acted on, and a password field a web component hides, are found all the same. That
+  // call costs tens of µs (it is an extension API), so it is made only for custom elements (a
+  // hyphen in the name), the hosts of closed roots in practice; open roots are read directly.
+  const MAX_DEPTH = 16;
+  const openRoot = chrome.dom && chrome.dom.openOrClosedShadowRoot;
+
+  function shadowOf(el) {
+    const open = el.shadowRoot;
+    if (open) return open;
+    if (!openRoot || !el.localName.includes("-")) return null;
+    try {
+      return openRoot(el) || null;
+    } catch (_err) {
+      return null;
+    }
+  }
+
+  // The innermost element of `el` that the event went to: through shadow roots, the one with
+  // the focus (keys, focus, change) or the one under the pointer (pointer, wheel).
+  function inner(el, e, byPoint) {
+    for (let depth = 0; depth < MAX_DEPTH; depth++) {
+      const root = shadowOf(el);
+      if (!root) break;
+      const next = byPoint ? root.elementFromPoint(e.clientX, e.clientY) : root.activeElement;
+      if (!next || next === el) break;
+      el = next;
+    }
+    return el;
+  }
+
+  function deepTarget(e, byPoint) {
     const path = e.composedPath();
-    for (const x of path) if (x instanceof Element) return x;
+    for (const x of path) if (x instanceof Element) return inner(x, e, byPoint === true);
     return null;
+  }
+
+  // Shadow roots of the page (open and closed), found by walking the elements: again when the DOM
+  // has changed since, at most every ROOT_SCAN_MS, and whenever the page is shown or loaded.
+  // Each one found is observed like the document, so changes inside it count too.
+  const ROOT_SCAN_MS = 1000;
+  let roots = [];
+  let rootsGeneration = -1;
+  let rootsAt = -Infinity;
+
+  function collectRoots(node, out, depth) {
+    const walker = document.createTreeWalker(node, NodeFilter.SHOW_ELEMENT);
+    while (walker.nextNode()) {
+      const root = shadowOf(walker.currentNode);
+      if (root && out.length < MAX_SENSITIVE) {
+        out.push(root);
+        if (depth < MAX_DEPTH) collectRoots(root, out, depth + 1);
+      }
+    }
+  }
+
+  function shadowRoots(force) {
+    const now = performance.now();
+    if (!force && (rootsGeneration === generation || now - rootsAt < ROOT_SCAN_MS)) return roots;
+    rootsGeneration = generation;
+    rootsAt = now;
+    const found = [];
+    if (document.documentElement) collectRoots(document.documentElement, found, 0);
+    const known = new Set(roots);
+    for (const root of found) if (!known.has(root)) watch(root);
+    roots = found;
+    return roots;
   }
 
   // --- sending -----------------------------------------------------------------------------
@@ -300,7 +367,7 @@
     if (!e.isTrusted) return;
     const t0 = performance.now();
     learn(e);
-    const el = deepTarget(e);
+    const el = deepTarget(e, true);
     if (!el) return;
     const g = geometry();
     const ev = {
@@ -342,7 +409,7 @@
   function onWheel(e) {
     if (!e.isTrusted) return;
     const t0 = performance.now();
-    const el = deepTarget(e);
+    const el = deepTarget(e, true);
     const first = el !== lastWheel || e.timeStamp - lastWheelT > WHEEL_BURST_MS;
     lastWheel = el;
     lastWheelT = e.timeStamp;
@@ -381,7 +448,7 @@
   let lastPage = "";
   let forceNext = true;
 
-  function sensitiveBoxes(g) {
+  function sensitiveBoxes(g, force) {
     const w = window.innerWidth;
     const h = window.innerHeight;
     const out = [];
@@ -397,7 +464,14 @@
         right: Math.min(w, right), bottom: Math.min(h, bottom) };
       out.push(screenBox(c, g));
     };
-    for (const el of document.querySelectorAll(SECRET_SELECTOR + ", " + FRAME_SELECTOR)) {
+    const found = [];
+    for (const scope of [document, ...shadowRoots(force)]) {
+      for (const el of scope.querySelectorAll(SECRET_SELECTOR + ", " + FRAME_SELECTOR)) {
+        found.push(el);
+        if (found.length >= MAX_SENSITIVE) break;
+      }
+    }
+    for (const el of found) {
       if (out.length >= MAX_SENSITIVE) break;
       if (isSecret(el)) {
         add(el.getBoundingClientRect(), 0, 0);
@@ -443,7 +517,7 @@
       title: document.title.slice(0, MAX_TITLE),
       viewport: screenBox({ left: 0, top: 0, right: window.innerWidth,
         bottom: window.innerHeight }, g),
-      dpr: g.dpr, sensitive: document.documentElement ? sensitiveBoxes(g) : [],
+      dpr: g.dpr, sensitive: document.documentElement ? sensitiveBoxes(g, forceNext) : [],
     };
     const key = JSON.stringify([ev.url, ev.title, ev.viewport, ev.dpr, ev.sensitive]);
     if (key === lastPage && !forceNext) return;
@@ -518,12 +592,17 @@
     generation += 1;
     schedulePage(false);
   });
-  const watch = () => observer.observe(document.documentElement, {
-    childList: true, subtree: true, characterData: true, attributes: true,
-    attributeFilter: ["type", "autocomplete", "style", "class", "hidden", "id", "role",
-      "aria-label", "aria-labelledby", "title", "placeholder", "alt", "value", "for",
-      "multiple", "size", "href", "contenteditable"],
-  });
-  if (document.documentElement) watch();
-  else document.addEventListener("readystatechange", watch, { once: true });
+  function watch(node) {
+    observer.observe(node, {
+      childList: true, subtree: true, characterData: true, attributes: true,
+      attributeFilter: ["type", "autocomplete", "style", "class", "hidden", "id", "role",
+        "aria-label", "aria-labelledby", "title", "placeholder", "alt", "value", "for",
+        "multiple", "size", "href", "contenteditable"],
+    });
+  }
+  if (document.documentElement) watch(document.documentElement);
+  else {
+    document.addEventListener("readystatechange", () => watch(document.documentElement),
+      { once: true });
+  }
 })();

@@ -213,11 +213,20 @@ class Browser:
         return float(box[0]), float(box[3] - height)
 
     def element_box(self, selector: str) -> list[int]:
-        """``selector``'s box in screen pixels (ground truth for tests)."""
+        """``selector``'s box in screen pixels (ground truth for tests). ``"#host >>> sel"``
+        looks inside #host's shadow root: its open ``shadowRoot``, or for a closed one the
+        page's own ``testRoots[id]`` (page scripts cannot reach a closed root otherwise)."""
+        host, _, inside = selector.partition(" >>> ")
+        find = f"document.querySelector({json.dumps(host)})"
+        if inside:
+            find = (
+                f"(({find}).shadowRoot || window.testRoots[{json.dumps(host.lstrip('#'))}])"
+                f".querySelector({json.dumps(inside)})"
+            )
         rect = self.eval(
-            "(() => { const r = document.querySelector("
-            + json.dumps(selector)
-            + ").getBoundingClientRect(); const k = devicePixelRatio;"
+            "(() => { const r = "
+            + find
+            + ".getBoundingClientRect(); const k = devicePixelRatio;"
             " return [r.left * k, r.top * k, r.right * k, r.bottom * k]; })()"
         )
         x, y = self.viewport_origin()
