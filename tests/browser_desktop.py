@@ -224,9 +224,7 @@ class Browser:
                 f".querySelector({json.dumps(inside)})"
             )
         rect = self.eval(
-            "(() => { const r = "
-            + find
-            + ".getBoundingClientRect(); const k = devicePixelRatio;"
+            "(() => { const r = " + find + ".getBoundingClientRect(); const k = devicePixelRatio;"
             " return [r.left * k, r.top * k, r.right * k, r.bottom * k]; })()"
         )
         x, y = self.viewport_origin()

@@ -165,8 +165,17 @@ def session(desktop: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
         ):
             browser.goto(sites.url("shop", "form.html"))
             time.sleep(1.0)  # the page tells the recorder where its secret fields are
-            for sel in ("#name", "#email", "#country", "#colour", "#password", "#card", "#pay",
-                        PIN_FIELD, OTP_FIELD):
+            for sel in (
+                "#name",
+                "#email",
+                "#country",
+                "#colour",
+                "#password",
+                "#card",
+                "#pay",
+                PIN_FIELD,
+                OTP_FIELD,
+            ):
                 boxes[sel] = browser.element_box(sel)
             boxes["#payframe"] = browser.element_box("#payframe")
 
@@ -314,7 +323,17 @@ def test_the_other_site_leaves_only_a_gap_and_secrets_are_nowhere(
 ) -> None:
     home = session["home"]
     stored = _all_bytes(home / "store", session["dataset"], session["export"])
-    secrets = (PASSWORD, CARD, CARD.replace(" ", ""), CVC, PIN, OTP, NEWS_WORDS, "news.test", "Today")
+    secrets = (
+        PASSWORD,
+        CARD,
+        CARD.replace(" ", ""),
+        CVC,
+        PIN,
+        OTP,
+        NEWS_WORDS,
+        "news.test",
+        "Today",
+    )
     # a secret stored minus a key or two at either end (its first key lost a race) is found too
     cores = tuple(s[2:-2] for s in (PASSWORD, CARD, CVC, PIN, OTP, NEWS_WORDS))
     for secret in secrets + cores:
@@ -364,4 +383,3 @@ def test_secret_fields_are_masked_in_every_frame(session: dict[str, Any]) -> Non
         assert shown >= 3  # the form was on screen in several frames
     finally:
         db.close()
-
