@@ -29,9 +29,11 @@ first alternates too):
   the same app serves through ``StaticFiles`` (mounted on it, so the request passes the same
   middleware); the deep steps page also cold: the first request to a viewer just started, whose
   row groups are not cached yet;
-- drawn frames ``/frame/ID/N.png`` (a click, a drag, typed text) against ``/raw/ID/N`` of the
-  same step (the stored WebP bytes); and cold: a drawn frame and the raw bytes of another step,
-  each the first request for its row group;
+- the player's image of a step, ``/raw/ID/N`` (the stored WebP; the player draws the step's
+  shapes over it from the steps page), against a static file of the same bytes;
+- drawn frames ``/frame/ID/N.png`` (the PNG download with the shapes burnt in by Pillow: a click,
+  a drag, typed text) against ``/raw/ID/N`` of the same step; and cold: a drawn frame and the raw
+  bytes of another step, each the first request for its row group;
 - coverage: ``coverage.aggregate(dataset)`` against ``pq.read_table`` of the columns it reads;
   ``coverage.suppress(raw)`` against ``json.loads`` of the stored coverage (both run per page);
 - admin pages of a collector (SQLite in a temporary folder; 500 devices, 2,000 sessions, 20,000
@@ -842,6 +844,19 @@ def measure(dataset: Path, rounds: int, repeat: int, console: Console) -> dict[s
                     getter(client, twin),
                 )
             )
+        # what the player loads to show a step: the stored observation (its shapes come with
+        # the steps page, one request per 200 steps)
+        raw_url = f"/raw/{ep}/{long.click}"
+        twin = static_twin(viewer, raw_url, static, "/bench-static", "raw_click.bin")
+        pairs.append(
+            Pair(
+                "raw_click",
+                f"player's image of a step `/raw/ID/{long.click}` (stored WebP)",
+                "static file, same bytes, same app",
+                getter(viewer, raw_url),
+                getter(viewer, twin),
+            )
+        )
         for name, step, label in (
             ("frame_click", long.click, "click"),
             ("frame_drag", long.drag, "drag"),
@@ -850,7 +865,7 @@ def measure(dataset: Path, rounds: int, repeat: int, console: Console) -> dict[s
             pairs.append(
                 Pair(
                     name,
-                    f"drawn frame `/frame/ID/{step}.png`, {label}",
+                    f"drawn frame PNG `/frame/ID/{step}.png` (download), {label}",
                     "`/raw/` of the same step (stored WebP)",
                     getter(viewer, f"/frame/{ep}/{step}.png"),
                     getter(viewer, f"/raw/{ep}/{step}"),
@@ -994,6 +1009,7 @@ ORDER = (
     "steps",
     "steps_deep",
     "steps_cold",
+    "raw_click",
     "frame_click",
     "frame_drag",
     "frame_type",

@@ -193,7 +193,7 @@ def test_build_a_dataset_see_coverage_replay_and_download(collector: Collector) 
         page.locator("a[href*='/episode/']").first.click()
         page.wait_for_selector('#obs[data-loaded="0"]')
         first = page.get_attribute("#obs", "src")
-        assert first.startswith(f"/admin/builds/{build_id}/view/frame/")
+        assert first.startswith(f"/admin/builds/{build_id}/view/raw/")
         page.keyboard.press("ArrowRight")
         page.wait_for_selector('#obs[data-loaded="1"]')  # the next frame, loaded
         assert page.get_attribute("#obs", "src") != first

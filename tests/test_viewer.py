@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -352,3 +353,59 @@ def test_demo_serves_the_viewer_over_its_dataset(
     assert answers == [200]
     url = err.split("viewer over the dataset: ")[1].split()[0]
     assert url.startswith("http://127.0.0.1:") and url.endswith("/")
+
+
+# -- the shapes the player draws (demotrace.web.overlay) ----------------------------------------
+def _shapes(client: TestClient, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    episode_id, index = step_of(name)
+    step = client.get(f"/api/episode/{episode_id}/steps?offset={index}&limit=1").json()["steps"][0]
+    return step, step["overlay"]
+
+
+@pytest.mark.parametrize("name", ["ctrl_double_click", "right_click", "web_click", "web_select"])
+def test_steps_carry_a_ring_on_the_click_pixel(client: TestClient, name: str) -> None:
+    step, drawing = _shapes(client, name)
+    assert (drawing["w"], drawing["h"]) == (step["screen_w"], step["screen_h"])
+    a = step["action"]
+    want = [round(a["x"] * step["screen_w"]), round(a["y"] * step["screen_h"])]
+    rings = [s for s in drawing["shapes"] if s["kind"] == "circle" and s["colour"] == "#ff0000"]
+    assert [r["at"] for r in rings] == [want] and rings[0]["dot"]
+    labels = [s for s in drawing["shapes"] if s["kind"] == "label"]
+    assert labels and labels[0]["at"] == want
+    if name == "ctrl_double_click":
+        assert labels[0]["text"] == "ctrl left x2"
+    if a.get("target") and a["type"] == "click":  # the element's box, in pixels
+        box = next(s["box"] for s in drawing["shapes"] if s["kind"] == "box")
+        assert box[0] <= want[0] <= box[2] and box[1] <= want[1] <= box[3]
+
+
+def test_steps_carry_drag_scroll_and_caption_shapes(client: TestClient) -> None:
+    step, drawing = _shapes(client, "drag")
+    kinds = [s["kind"] for s in drawing["shapes"]]
+    path = [[round(p[0] * 1280), round(p[1] * 800)] for p in step["action"]["path"]]
+    drag_line = next(
+        s for s in drawing["shapes"] if s["kind"] == "line" and s["colour"] == "#ff9600"
+    )
+    assert drag_line["points"] == path and "polygon" in kinds  # the path and its arrow head
+    _, drawing = _shapes(client, "scroll_xy")  # dx 2, dy -3: three notches, three ticks
+    lines = [s for s in drawing["shapes"] if s["kind"] == "line" and s["colour"] == "#e600e6"]
+    assert len(lines) == 1 + 3
+    label = next(s for s in drawing["shapes"] if s["kind"] == "label")
+    assert label["text"] == "scroll dx=2 dy=-3"
+    step, drawing = _shapes(client, "type")
+    caption = next(s for s in drawing["shapes"] if s["kind"] == "caption")
+    assert caption["lines"][0] == f"type: {step['action']['text']}"
+
+
+def test_the_png_and_the_shapes_come_from_one_drawing(client: TestClient) -> None:
+    """The drawn frame is the raw observation with exactly the overlay's shapes painted."""
+    from demotrace.web.overlay import paint
+
+    episode_id, index = step_of("drag")
+    _step, drawing = _shapes(client, "drag")
+    png = Image.open(io.BytesIO(client.get(f"/frame/{episode_id}/{index}.png").content))
+    raw = Image.open(io.BytesIO(client.get(f"/raw/{episode_id}/{index}").content))
+    layer = Image.new("RGBA", raw.size, (0, 0, 0, 0))
+    paint(layer, drawing)
+    mine = Image.alpha_composite(raw.convert("RGBA"), layer).convert("RGB")
+    assert mine.tobytes() == png.convert("RGB").tobytes()

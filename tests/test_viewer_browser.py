@@ -68,6 +68,12 @@ def test_click_marker_where_the_action_says(page: sync_api.Page, viewer: str) ->
     want = ((px + 0.5) * scale_x - 0.5, (py + 0.5) * scale_y - 0.5)
     x, y = red_centroid(shot, want, radius=20)
     assert abs(x - want[0]) <= 2.5 and abs(y - want[1]) <= 2.5
+    # the marker is the player's drawing over the raw observation: without it, no red there
+    assert page.get_attribute("#obs", "src").endswith(f"/raw/{EPISODE}/{index}")
+    page.eval_on_selector("#overlay", "svg => { svg.style.display = 'none'; }")
+    bare = Image.open(io.BytesIO(page.locator("#obs").screenshot()))
+    with pytest.raises(AssertionError, match="no red marker"):
+        red_centroid(bare, want, radius=20)
 
 
 def test_scrubber_home_end_and_play(page: sync_api.Page, viewer: str) -> None:
@@ -110,11 +116,11 @@ def test_player_under_a_prefix(page: sync_api.Page, mounted: str) -> None:
     page.wait_for_url(f"{mounted}{PREFIX}/episode/e-*")
     name = page.url.partition("?")[0].rsplit("/", 1)[1]
     shown(page, 0)
-    assert page.get_attribute("#obs", "src") == f"{PREFIX}/frame/{name}/0.png"
+    assert page.get_attribute("#obs", "src") == f"{PREFIX}/raw/{name}/0"
     page.keyboard.press("ArrowRight")
     shown(page, 1)
-    assert page.get_attribute("#obs", "src") == f"{PREFIX}/frame/{name}/1.png"
-    assert page.get_attribute("#raw", "href") == f"{PREFIX}/raw/{name}/1"
+    assert page.get_attribute("#obs", "src") == f"{PREFIX}/raw/{name}/1"
+    assert page.get_attribute("#drawn", "href") == f"{PREFIX}/frame/{name}/1.png"
     assert page.url == f"{mounted}{PREFIX}/episode/{name}?step=1"
     assert page.text_content("#time") == "2.0 s" and page.locator("#started").count() == 0
     page.keyboard.press("Space")  # plays from the steps' t: 2 s apart

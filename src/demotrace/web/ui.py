@@ -44,8 +44,8 @@ from starlette.types import Receive, Scope, Send
 from demotrace.control import call
 from demotrace.errors import ControlError, DemotraceError
 from demotrace.paths import store_dir
+from demotrace.web.overlay import render_frame
 from demotrace.web.serving import LoopbackServer
-from demotrace.web.viewer import render_frame
 
 HERE = Path(__file__).parent
 #: Steps per page of a session's timeline.

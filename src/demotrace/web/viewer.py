@@ -2,7 +2,9 @@
 
 :func:`create_app` indexes the dataset once (episode, step -> file, row group, row) from its small
 columns, never loading screenshots; a page of step metadata or one observation is then read from
-its row group alone. Frames are served as PNGs with the step's action drawn on them by Pillow.
+its row group alone. The player shows the raw observation and draws the step's action over it in
+the browser (SVG) from the shapes each step carries (:mod:`demotrace.web.overlay`); ``/frame/``
+serves the same drawing burnt into a PNG by Pillow, for a download or where no script runs.
 :func:`serve` runs it on a loopback address; requests addressed to any other host are refused
 (DNS rebinding). Another app (the collector's admin pages) can mount it under a path prefix, with
 its own authentication and with the people who recorded the episodes hidden.
@@ -16,10 +18,8 @@ import datetime as dt
 import functools
 import hashlib
 import hmac
-import io
 import json
 import math
-import textwrap
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,16 +27,17 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from PIL import Image, ImageDraw, ImageFont
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from demotrace.dataset.formats.common import Dataset
 from demotrace.errors import DatasetError, DemotraceError
+from demotrace.web.overlay import overlay, render_frame
 from demotrace.web.serving import LoopbackServer
 
 HERE = Path(__file__).parent
@@ -45,11 +46,6 @@ PAGE = 200
 MAX_PAGE = 1000
 EPISODES_PER_PAGE = 200
 
-CLICK = (255, 0, 0)  # the click ring; nothing else is drawn in pure red
-DRAG = (255, 150, 0)
-SCROLL = (230, 0, 230)
-POINTER = (0, 200, 255)
-TARGET = (0, 220, 90)
 _LOOPBACK_NAMES = ("127.0.0.1", "localhost")
 
 
@@ -126,12 +122,16 @@ class DatasetIndex:
         return segment.file, group, row - starts[group]
 
     def steps(self, episode_id: str, offset: int, limit: int) -> list[dict[str, Any]]:
-        """Metadata (no image) of the steps ``offset`` to ``offset + limit`` that exist."""
+        """Metadata (no image) of the steps ``offset`` to ``offset + limit`` that exist, each
+        with its ``overlay`` (what the player draws over it; made once, kept with the row)."""
         end = min(offset + limit, self.n_steps(episode_id))
         rows = []
         for step in range(offset, end):
             file, group, row = self.locate(episode_id, step)
-            rows.append(dict(self._meta(file, group)[row]))
+            cached = self._meta(file, group)[row]
+            if "overlay" not in cached:
+                cached["overlay"] = overlay(cached)
+            rows.append(dict(cached))
         return rows
 
     def step(self, episode_id: str, step: int) -> dict[str, Any]:
@@ -147,7 +147,15 @@ class DatasetIndex:
     def _read_meta(self, file: int, group: int) -> list[dict[str, Any]]:
         with self._lock:
             table = self._read(file, group, self._meta_columns)
-        return [_jsonable(row) for row in table.to_pylist()]
+        # times (UTC) as ISO 8601 strings to the microsecond, converted by Arrow a whole column
+        # at once rather than a value at a time
+        for i, field in enumerate(table.schema):
+            if pa.types.is_timestamp(field.type) and field.type.tz in ("UTC", "+00:00"):
+                us = pc.cast(table.column(i), pa.timestamp("us", tz="UTC"), safe=False)
+                text = pc.strftime(us, format="%Y-%m-%dT%H:%M:%S")
+                table = table.set_column(i, field.name, pc.binary_join_element_wise(
+                    text, "+00:00", ""))  # fmt: skip
+        return [_parse_action(row) for row in table.to_pylist()]
 
     def _read_images(self, file: int, group: int) -> pa.ChunkedArray:
         with self._lock:
@@ -167,169 +175,15 @@ def _damaged(root: Path, exc: object) -> DatasetError:
     )
 
 
-def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
+def _parse_action(row: dict[str, Any]) -> dict[str, Any]:
     for key, value in row.items():
-        if isinstance(value, dt.datetime):
+        if isinstance(value, dt.datetime):  # a time column not in UTC (not written by build)
             row[key] = value.isoformat()
     try:
         row["action"] = json.loads(row["action"])
     except (TypeError, ValueError):
         row["action"] = {"type": row.get("action_type"), "invalid": row.get("action")}
     return row
-
-
-# -- drawing -----------------------------------------------------------------------------------
-def render_frame(image_bytes: bytes | None, step: dict[str, Any]) -> bytes:
-    """The observation as a PNG with the step's action and pointer path drawn on it."""
-    w, h = step["screen_w"], step["screen_h"]
-    if image_bytes:
-        image = Image.open(io.BytesIO(image_bytes)).convert("RGBA")
-        w, h = image.size
-    else:
-        image = Image.new("RGBA", (w, h), (60, 60, 60, 255))
-    layer = Image.new("RGBA", image.size, (0, 0, 0, 0))
-    Painter(layer, step, missing=not image_bytes).draw()
-    out = io.BytesIO()
-    Image.alpha_composite(image, layer).convert("RGB").save(out, format="PNG", compress_level=1)
-    return out.getvalue()
-
-
-class Painter:
-    """Draws one action on a transparent layer the size of its observation."""
-
-    def __init__(self, layer: Image.Image, step: dict[str, Any], missing: bool) -> None:
-        self.w, self.h = layer.size
-        self.draw_ = ImageDraw.Draw(layer)
-        self.step = step
-        self.action: dict[str, Any] = step["action"]
-        self.missing = missing
-        self.r = max(8, round(min(self.w, self.h) / 45))
-        self.width = max(2, self.r // 6)
-        self.font = ImageFont.load_default(size=max(12, round(self.h / 50)))
-
-    def px(self, x: float, y: float) -> tuple[int, int]:
-        return round(x * self.w), round(y * self.h)
-
-    def draw(self) -> None:
-        self.pointer_path()
-        a, kind = self.action, self.action.get("type")
-        target = a.get("target") or {}
-        if isinstance(target.get("bbox"), list) and len(target["bbox"]) == 4:
-            x0, y0, x1, y1 = target["bbox"]
-            self.draw_.rectangle((*self.px(x0, y0), *self.px(x1, y1)), outline=TARGET, width=2)
-        captions = []
-        if "invalid" in a:
-            captions.append(f"{kind}: the action is not valid JSON")
-        elif kind == "click":
-            label = " ".join([*a.get("modifiers", []), a.get("button", "left")])
-            self.ring(a["x"], a["y"], f"{label} x{a.get('count', 1)}")
-        elif kind == "select_option":
-            self.ring(a["x"], a["y"], f"select {a.get('value')!r}")
-        elif kind == "switch_app":
-            via = a.get("via")
-            if via == "click" and "x" in a:
-                self.ring(a["x"], a["y"], f"{a.get('button', 'left')} -> {a.get('app')}")
-            keys = f" ({'+'.join(a['keys'])})" if a.get("keys") else ""
-            captions.append(f"switch to {a.get('app')} via {via}{keys}")
-        elif kind == "drag":
-            self.drag(a.get("path") or [], a)
-        elif kind == "scroll":
-            self.scroll(a)
-        elif kind == "type":
-            masked = " (masked)" if a.get("masked") else ""
-            captions.append(f"type{masked}: {a.get('text', '')}")
-        elif kind == "key":
-            count = f" x{a['count']}" if a.get("count", 1) > 1 else ""
-            captions.append(f"key {'+'.join(a.get('keys', []))}{count}")
-        elif kind == "wait":
-            captions.append(f"wait {a.get('seconds', 0):.1f} s")
-        elif kind == "move":
-            x, y = self.px(a["x"], a["y"])
-            r = self.r // 2
-            self.draw_.ellipse((x - r, y - r, x + r, y + r), outline=POINTER, width=self.width)
-            captions.append("move (hover)")
-        else:
-            captions.append(f"{kind}")
-        if self.missing:
-            captions.append("no frame was recorded for this step")
-        if captions:
-            self.caption("\n".join(captions))
-
-    def pointer_path(self) -> None:
-        points = [self.px(p[0], p[1]) for p in self.step.get("pointer_path") or [] if len(p) >= 2]
-        if len(points) >= 2:
-            self.draw_.line(points, fill=(*POINTER, 220), width=2, joint="curve")
-
-    def ring(self, x: float, y: float, label: str) -> None:
-        """A red ring centred exactly on the pixel ``round(x * w), round(y * h)``, labelled."""
-        cx, cy = self.px(x, y)
-        r = self.r
-        self.draw_.ellipse((cx - r, cy - r, cx + r, cy + r), outline=CLICK, width=self.width)
-        self.draw_.point([(cx, cy)], fill=CLICK)
-        self.label((cx, cy), label, r + 6)
-
-    def label(self, at: tuple[int, int], text: str, gap: int) -> None:
-        """A dark box with ``text`` beside ``at`` (below right, flipped near the edges)."""
-        x0, y0, x1, y1 = self.draw_.multiline_textbbox((0, 0), text, font=self.font)
-        tw, th, pad = x1 - x0, y1 - y0, 4
-        x = at[0] + gap if at[0] + gap + tw + 2 * pad < self.w else at[0] - gap - tw - 2 * pad
-        y = at[1] + gap if at[1] + gap + th + 2 * pad < self.h else at[1] - gap - th - 2 * pad
-        self.draw_.rectangle((x, y, x + tw + 2 * pad, y + th + 2 * pad), fill=(0, 0, 0, 190))
-        self.draw_.multiline_text((x + pad - x0, y + pad - y0), text, font=self.font, fill="white")
-
-    def caption(self, text: str) -> None:
-        """A caption box along the bottom edge (typed text, keys, what has no position)."""
-        chars = max(20, self.w // max(1, round(self.font.size * 0.6)))
-        lines = [ln for part in text.splitlines() for ln in textwrap.wrap(part, chars) or [""]]
-        text = "\n".join(lines[:6] + (["..."] if len(lines) > 6 else []))
-        x0, y0, x1, y1 = self.draw_.multiline_textbbox((0, 0), text, font=self.font)
-        pad = 8
-        top = self.h - (y1 - y0) - 3 * pad
-        self.draw_.rectangle((pad, top, x1 - x0 + 3 * pad, self.h - pad), fill=(0, 0, 0, 200))
-        at = (2 * pad - x0, top + pad - y0)
-        self.draw_.multiline_text(at, text, font=self.font, fill="white")
-
-    def arrow_head(self, tip: tuple[float, float], angle: float, colour: tuple[int, ...]) -> None:
-        size = self.r
-        left = (tip[0] - size * math.cos(angle - 0.45), tip[1] - size * math.sin(angle - 0.45))
-        right = (tip[0] - size * math.cos(angle + 0.45), tip[1] - size * math.sin(angle + 0.45))
-        self.draw_.polygon([tip, left, right], fill=colour)
-
-    def drag(self, path: list[list[float]], a: dict[str, Any]) -> None:
-        points = [self.px(p[0], p[1]) for p in path]
-        if not points:
-            return
-        start, end = points[0], points[-1]
-        r = self.r // 2
-        self.draw_.ellipse((start[0] - r, start[1] - r, start[0] + r, start[1] + r), outline=DRAG)
-        if len(points) >= 2:
-            self.draw_.line(points, fill=DRAG, width=self.width + 1, joint="curve")
-            before = next((p for p in reversed(points) if p != end), start)
-            angle = math.atan2(end[1] - before[1], end[0] - before[0])
-            self.arrow_head(end, angle, DRAG)
-        label = " ".join([*a.get("modifiers", []), f"drag {a.get('button', 'left')}"])
-        self.label(end, label, self.r + 6)
-
-    def scroll(self, a: dict[str, Any]) -> None:
-        """An arrow from the scroll point the way the content moves under the wheel (``dy`` > 0
-        up, ``dx`` > 0 right), one tick per notch."""
-        cx, cy = self.px(a["x"], a["y"])
-        dx, dy = a.get("dx", 0), a.get("dy", 0)
-        notches = max(abs(dx), abs(dy), 1)
-        angle = math.atan2(-dy, dx)
-        length = min(self.r * (2 + notches), max(self.w, self.h) / 3)
-        tip = (cx + length * math.cos(angle), cy + length * math.sin(angle))
-        r = self.r // 2
-        self.draw_.ellipse((cx - r, cy - r, cx + r, cy + r), outline=SCROLL, width=self.width)
-        self.draw_.line([(cx, cy), tip], fill=SCROLL, width=self.width + 1)
-        self.arrow_head(tip, angle, SCROLL)
-        normal = (-math.sin(angle) * r, math.cos(angle) * r)
-        for i in range(1, notches + 1):
-            at = (cx + (tip[0] - cx) * i / (notches + 1), cy + (tip[1] - cy) * i / (notches + 1))
-            ends = [(at[0] - normal[0], at[1] - normal[1]), (at[0] + normal[0], at[1] + normal[1])]
-            self.draw_.line(ends, fill=SCROLL, width=self.width)
-        label = " ".join([*a.get("modifiers", []), f"scroll dx={dx} dy={dy}"])
-        self.label((cx, cy), label, self.r + 6)
 
 
 # -- the app -----------------------------------------------------------------------------------
@@ -485,7 +339,7 @@ def create_app(
         name: str,
         offset: int = Query(0, ge=0),
         limit: int = Query(PAGE, ge=1, le=MAX_PAGE),
-    ) -> dict[str, Any]:
+    ) -> Response:
         episode_id = resolve(name)
         total = index.n_steps(episode_id)
         try:
@@ -499,13 +353,9 @@ def create_app(
             if hide_people:
                 for field in HIDDEN_STEP_FIELDS:
                     row.pop(field, None)
-        return {
-            "episode_id": name,
-            "offset": offset,
-            "limit": limit,
-            "total": total,
-            "steps": rows,
-        }
+        body = {"episode_id": name, "offset": offset, "limit": limit, "total": total, "steps": rows}
+        # plain JSON values already: a JSONResponse skips FastAPI's walk over every value
+        return JSONResponse(body)
 
     def frame_step(name: str, step_index: int) -> tuple[str, dict[str, Any]]:
         episode_id = resolve(name)
