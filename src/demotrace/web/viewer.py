@@ -125,18 +125,24 @@ class DatasetIndex:
         """Metadata (no image) of the steps ``offset`` to ``offset + limit`` that exist, each
         with its ``overlay`` (what the player draws over it; made once, kept with the row)."""
         end = min(offset + limit, self.n_steps(episode_id))
-        rows = []
-        for step in range(offset, end):
-            file, group, row = self.locate(episode_id, step)
-            cached = self._meta(file, group)[row]
-            if "overlay" not in cached:
-                cached["overlay"] = overlay(cached)
-            rows.append(dict(cached))
+        places = [self.locate(episode_id, step) for step in range(offset, end)]
+        rows: list[dict[str, Any]] = []
+        i = 0
+        while i < len(places):  # runs of consecutive rows of one row group
+            file, group, first = places[i]
+            j = i + 1
+            while j < len(places) and places[j] == (file, group, first + j - i):
+                j += 1
+            for cached in self._meta(file, group).rows(first, first + j - i):
+                if "overlay" not in cached:
+                    cached["overlay"] = overlay(cached)
+                rows.append(dict(cached))
+            i = j
         return rows
 
     def step(self, episode_id: str, step: int) -> dict[str, Any]:
         file, group, row = self.locate(episode_id, step)
-        return dict(self._meta(file, group)[row])
+        return dict(self._meta(file, group).rows(row, row + 1)[0])
 
     def observation(self, episode_id: str, step: int) -> bytes | None:
         """The stored image bytes of a step's observation (None if it has no frame)."""
@@ -144,7 +150,7 @@ class DatasetIndex:
         value = self._images(file, group)[row].as_py()
         return value.get("bytes") if value else None
 
-    def _read_meta(self, file: int, group: int) -> list[dict[str, Any]]:
+    def _read_meta(self, file: int, group: int) -> _Rows:
         with self._lock:
             table = self._read(file, group, self._meta_columns)
         # times (UTC) as ISO 8601 strings to the microsecond, converted by Arrow a whole column
@@ -155,7 +161,7 @@ class DatasetIndex:
                 text = pc.strftime(us, format="%Y-%m-%dT%H:%M:%S")
                 table = table.set_column(i, field.name, pc.binary_join_element_wise(
                     text, "+00:00", ""))  # fmt: skip
-        return [_parse_action(row) for row in table.to_pylist()]
+        return _Rows(table)
 
     def _read_images(self, file: int, group: int) -> pa.ChunkedArray:
         with self._lock:
@@ -166,6 +172,26 @@ class DatasetIndex:
             return pq.ParquetFile(self.files[file]).read_row_group(group, columns=columns)
         except (OSError, pa.ArrowException) as exc:
             raise _damaged(self.root, exc) from exc
+
+
+class _Rows:
+    """One row group's metadata: an Arrow table, turned into Python rows only where asked (a
+    page of steps that starts deep inside a group converts its part, not the whole group)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        self._rows: list[dict[str, Any] | None] = [None] * table.num_rows
+        self._lock = threading.Lock()
+
+    def rows(self, start: int, stop: int) -> list[dict[str, Any]]:
+        """The rows ``start`` to ``stop`` (the same dicts on every call: callers copy)."""
+        with self._lock:
+            if any(row is None for row in self._rows[start:stop]):
+                fresh = self.table.slice(start, stop - start).to_pylist()
+                for i, row in enumerate(fresh, start):
+                    if self._rows[i] is None:
+                        self._rows[i] = _parse_action(row)
+            return self._rows[start:stop]  # type: ignore[return-value]
 
 
 def _damaged(root: Path, exc: object) -> DatasetError:
