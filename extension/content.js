@@ -63,6 +63,7 @@
   }
 
   function learn(e) {
+    if (e.view && e.view !== window) return; // a frame's clientX/Y are not this viewport's
     const [tw, th] = toolbars();
     measured = [e.screenX - e.clientX * zoom - window.screenX,
       e.screenY - e.clientY * zoom - window.screenY, tw, th];
@@ -110,7 +111,7 @@
   // The text under `node`, skipping form controls, scripts and editable parts; at most `n`
   // characters are collected, so a click on a huge container stays cheap.
   function textOf(node, n) {
-    const walker = document.createTreeWalker(node, NodeFilter.SHOW_ELEMENT | NodeFilter.SHOW_TEXT, {
+    const walker = node.ownerDocument.createTreeWalker(node, NodeFilter.SHOW_ELEMENT | NodeFilter.SHOW_TEXT, {
       acceptNode(x) {
         if (x.nodeType === Node.TEXT_NODE) return NodeFilter.FILTER_ACCEPT;
         return NO_TEXT.has(x.localName) || x.isContentEditable
@@ -223,13 +224,36 @@
   let layoutGeneration = 0;
   const boxes = new WeakMap();
 
+  // Where a document of a frame of this page's origin (nested ones too) has its viewport's
+  // top-left, in this page's CSS pixels; [0, 0] for the page itself, null when out of reach.
+  function offsetOf(doc) {
+    let x = 0;
+    let y = 0;
+    for (let depth = 0; doc !== document; depth++) {
+      const frame = depth < MAX_DEPTH && doc.defaultView ? doc.defaultView.frameElement : null;
+      if (!frame) return null;
+      const r = frame.getBoundingClientRect();
+      x += r.left + frame.clientLeft;
+      y += r.top + frame.clientTop;
+      doc = frame.ownerDocument;
+    }
+    return [x, y];
+  }
+
   function boxOf(el, g, reuse) {
     const b = boxes.get(el);
     if (reuse && b !== undefined && b.generation === generation &&
       b.layoutGeneration === layoutGeneration && b.x === g.x && b.y === g.y && b.dpr === g.dpr) {
       return b.box;
     }
-    const box = screenBox(el.getBoundingClientRect(), g);
+    let r = el.getBoundingClientRect();
+    if (el.ownerDocument !== document) { // inside a frame: its rectangle is the frame's own
+      const off = offsetOf(el.ownerDocument);
+      if (!off) return null;
+      r = { left: r.left + off[0], top: r.top + off[1], right: r.right + off[0],
+        bottom: r.bottom + off[1] };
+    }
+    const box = screenBox(r, g);
     boxes.set(el, { generation, layoutGeneration, x: g.x, y: g.y, dpr: g.dpr, box });
     return box;
   }
@@ -275,9 +299,10 @@
     return el;
   }
 
+  // (nodeType, not instanceof Element: an element of a frame is of that frame's Element)
   function deepTarget(e, byPoint) {
     const path = e.composedPath();
-    for (const x of path) if (x instanceof Element) return inner(x, e, byPoint === true);
+    for (const x of path) if (x.nodeType === Node.ELEMENT_NODE) return inner(x, e, byPoint === true);
     return null;
   }
 
@@ -508,6 +533,7 @@
   function sendPage() {
     pageTimer = 0;
     warmUp();
+    if (document.documentElement) hookFrames(document, 0);
     if (document.visibilityState !== "visible") return;
     const t0 = performance.now();
     lastPageAt = t0;
@@ -549,14 +575,16 @@
     if (e.type === "blur") setTimeout(focusInFrame, 0);
   }
 
-  // The keyboard went into a frame (this page's blur, with a frame as its active element): its
-  // own events are not seen from here, so say which element has the focus: the frame itself
-  // (secret when it is of another origin), or the field inside a frame of this origin.
+  // The keyboard went into a frame (this page's blur, with a frame as its active element). A
+  // frame of this origin whose events are heard (below) says itself where the focus went; for
+  // another, say which element has the focus: the frame itself (secret when it is of another
+  // origin), or the field inside a frame of this origin.
   function focusInFrame() {
     const frame = document.activeElement;
     if (!frame || !isFrame(frame)) return;
     const t0 = performance.now();
     const inner = frameDocument(frame);
+    if (inner && hooked.has(inner)) return;
     const field = inner && inner.activeElement;
     let target = describe(frame, geometry());
     if (field && field !== inner.body && isSecret(field)) target = { ...target, secret: true };
@@ -564,6 +592,36 @@
   }
 
   const opts = { capture: true, passive: true };
+
+  // Frames of this page's origin (and theirs, nested): the content script runs in the top
+  // frame only, so their documents' events are listened to from here, by the same handlers
+  // (their boxes are offset by the frame's place in the page). A frame's documents are looked
+  // for at each page event; its load (a new document) asks for one.
+  const hooked = new WeakSet();
+  const framesSeen = new WeakSet();
+
+  function hookFrames(doc, depth) {
+    for (const frame of doc.querySelectorAll(FRAME_SELECTOR)) {
+      if (!framesSeen.has(frame)) {
+        framesSeen.add(frame);
+        frame.addEventListener("load", () => schedulePage(true), opts);
+      }
+      const inner = frameDocument(frame);
+      const win = inner && inner.defaultView;
+      if (!win) continue;
+      if (!hooked.has(inner) && inner.documentElement) {
+        hooked.add(inner);
+        win.addEventListener("pointerdown", onPointerDown, opts);
+        win.addEventListener("focusin", onFocusIn, opts);
+        win.addEventListener("keydown", onKeyDown, opts);
+        win.addEventListener("wheel", onWheel, opts);
+        win.addEventListener("change", onChange, opts);
+        win.addEventListener("scroll", moved, opts);
+        watch(inner.documentElement);
+      }
+      if (depth < MAX_DEPTH) hookFrames(inner, depth + 1);
+    }
+  }
   try {
     connect(); // at once, so that the service worker tells the zoom before the first event
   } catch (_err) {

@@ -401,6 +401,25 @@ ATTACK = """<!doctype html>
 </script></body></html>
 """
 
+FRAMES = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Framed app</title>
+<style>body { font: 16px sans-serif; margin: 20px; } iframe { border: 3px solid #777; }</style>
+</head><body>
+<p>An older web app: its forms live in a frame of the same site.</p>
+<iframe id="app" src="/inner" width="520" height="260"></iframe>
+</body></html>
+"""
+
+INNER = """<!doctype html>
+<html><head><meta charset="utf-8"><title>inner</title>
+<style>body { font: 16px sans-serif; margin: 14px; } input, button { font-size: 16px; }</style>
+</head><body>
+<p><button type="button" id="inner-send">Send order</button></p>
+<p><label for="inner-pw">PIN</label> <input id="inner-pw" type="password"></p>
+<p><label for="inner-qty">Quantity</label> <input id="inner-qty" type="number"></p>
+</body></html>
+"""
+
 COI = {  # cross-origin isolated: performance.now() is coarsened to 5 µs here, not 100 µs
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Embedder-Policy": "require-corp",
@@ -420,6 +439,8 @@ class Pages(http.server.ThreadingHTTPServer):
         pages = {
             "/form": (FORM, COI),
             "/plain": (FORM, {}),
+            "/frames": (FRAMES, {}),
+            "/inner": (INNER, {}),
             "/attack": (ATTACK.replace("PORT", str(channel_port)).replace("TOKEN", token), {}),
         }
 
@@ -781,3 +802,39 @@ def test_no_browser_window_in_focus_is_a_null_url(live: Live, worker: Any) -> No
 def test_pairing_type_is_plain_data() -> None:
     p = Pairing(8611, "t" * 32)
     assert p.as_json()["extension_ids"] == [EXTENSION_ID]
+
+
+@pytest.mark.desktop
+def test_actions_inside_a_frame_of_the_same_site(live: Live, worker: Any) -> None:
+    """The content script runs in the top frame; a frame of the same origin is heard from
+    there, with boxes on the screen, and its password field is secret."""
+    live.open("/frames")
+    until(
+        "the frame has loaded",
+        lambda: live.browser.eval(
+            "!!document.querySelector('#app').contentDocument.querySelector('#inner-send')"
+        ),
+    )
+    time.sleep(0.6)  # a page event after the frame's load: its events are listened to
+    for selector, role, name in [
+        ("#inner-send", "button", "Send order"),
+        ("#inner-qty", "spinbutton", "Quantity"),
+    ]:
+        truth = live.browser.element_box(f"#app >>> {selector}")
+        x, y = (truth[0] + truth[2]) // 2, (truth[1] + truth[3]) // 2
+        mark = live.mark()
+        worker.click(x, y)
+        ev = live.wait(mark, on("pointer", selector[1:]), f"pointer on {selector} in the frame")
+        t = ev["target"]
+        assert (t["role"], t["name"], t["secret"]) == (role, name, False), t
+        assert close(t["bbox"], truth), (t["bbox"], truth)
+    pin = "Frame-Pin-4417"
+    truth = live.browser.element_box("#app >>> #inner-pw")
+    mark = live.mark()
+    worker.click((truth[0] + truth[2]) // 2, (truth[1] + truth[3]) // 2)
+    worker.type_text(pin, secret=True)
+    keys = live.wait(mark, on("keys", "inner-pw"), "keys into the frame's PIN")
+    assert keys["target"]["secret"] is True and close(keys["target"]["bbox"], truth)
+    focus = [e for e in live.since(mark) if e["type"] == "focus"]
+    assert focus and focus[-1]["target"]["id"] == "inner-pw" and focus[-1]["target"]["secret"]
+    assert pin not in json.dumps(live.received)
