@@ -225,8 +225,9 @@ def test_requests_a_browser_would_not_send_are_refused(collector: Collector) -> 
         cookie = signed.cookies["demotrace_admin"]
         set_cookie = signed.headers["set-cookie"].lower()
         assert "httponly" in set_cookie and "samesite=strict" in set_cookie
-        jar = {"demotrace_admin": cookie}
-        page = http.get("/admin/devices", cookies=jar)
+        http.cookies.clear()  # each request below says its own cookie, or none
+        jar = {"Cookie": f"demotrace_admin={cookie}"}
+        page = http.get("/admin/devices", headers=jar)
         assert page.status_code == 200
         token = page.text.split('name="form_token" value="')[1].split('"')[0]
         before = len(http.get("/v1/admin/devices", headers=_admin(c)).json())
@@ -234,35 +235,33 @@ def test_requests_a_browser_would_not_send_are_refused(collector: Collector) -> 
         evil = http.post(
             "/admin/devices/code",
             data={"form_token": token},
-            cookies=jar,
-            headers={"Origin": "http://evil.example"},
+            headers={**jar, "Origin": "http://evil.example"},
         )
         assert evil.status_code == 403 and "Origin" in evil.text
         # no Origin at all
         assert (
-            http.post("/admin/devices/code", data={"form_token": token}, cookies=jar).status_code
+            http.post("/admin/devices/code", data={"form_token": token}, headers=jar).status_code
             == 403
         )
         # same origin, forged form token
         forged = http.post(
             "/admin/devices/code",
             data={"form_token": "0" * 32},
-            cookies=jar,
-            headers={"Origin": c.url},
+            headers={**jar, "Origin": c.url},
         )
         assert forged.status_code == 403 and "stale" in forged.text
         # a forged cookie
-        assert http.get("/admin/", cookies={"demotrace_admin": "9999999999.abc"}).status_code == 303
+        forged_cookie = {"Cookie": "demotrace_admin=9999999999.abc"}
+        assert http.get("/admin/", headers=forged_cookie).status_code == 303
         ok = http.post(
             "/admin/devices/code",
             data={"form_token": token},
-            cookies=jar,
-            headers={"Origin": c.url},
+            headers={**jar, "Origin": c.url},
         )
         assert ok.status_code == 200 and 'id="code"' in ok.text
         assert len(http.get("/v1/admin/devices", headers=_admin(c)).json()) == before
         # errors on pages are pages, without a traceback
-        missing = http.get("/admin/builds/b-000000000000/coverage", cookies=jar)
+        missing = http.get("/admin/builds/b-000000000000/coverage", headers=jar)
         assert missing.status_code == 404 and "<html" in missing.text.lower()
         assert "Traceback" not in missing.text
         # a device credential cannot reach the admin API, nor does any route list per-device
