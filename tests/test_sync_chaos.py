@@ -23,7 +23,8 @@ import pytest
 
 from chaos_proxy import ChaosProxy
 from collector_proc import Collector
-from demotrace.sync.client import ENROLLMENT, enroll
+from demotrace.sync.client import enroll
+from demotrace.sync.enrollment import ENROLLMENT
 from sync_fixture import (
     EXIT_SYNC,
     assert_exactly_once,

@@ -152,3 +152,32 @@ def test_store_schema_is_versioned_and_newer_stores_are_refused(tmp_path: Path) 
 def test_missing_store_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="no demotrace store"):
         Store(tmp_path / "nothing", create=False)
+
+
+def test_the_recorder_of_a_machine_not_enrolled_imports_no_sync_or_dataset_code(
+    tmp_path: Path,
+) -> None:
+    """What `demotrace record` imports on a machine that is not enrolled: not httpx, pyarrow
+    or the collector's libraries (30+ MB resident; BENCHMARKS.md section 1)."""
+    import subprocess
+    import sys
+
+    code = f"""
+import argparse, pathlib, sys
+from demotrace import cli
+import demotrace.recorder, demotrace.capture.x11, demotrace.capture.screen, demotrace.control
+import demotrace.privacy.consent, demotrace.privacy.indicator, demotrace.privacy.atspi
+import demotrace.browser.pairing, demotrace.store.writer  # the channel: only when paired
+home = pathlib.Path({str(tmp_path)!r})
+assert cli._background_sync(argparse.Namespace(sync_every=60), home, None) is None
+heavy = ("pyarrow", "httpx", "sqlalchemy", "fastapi", "starlette", "pandas", "ray", "jinja2")
+print(",".join(m for m in heavy if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+    (tmp_path / "collector.json").write_text(
+        '{"url": "http://127.0.0.1:9", "device": "d-1", "token": "d-1.x", "enrolled_ns": 1}'
+    )
+    from demotrace.sync.enrollment import Enrollment
+
+    assert Enrollment.load(tmp_path) is not None  # enrolled: the sync client is loaded then

@@ -121,14 +121,15 @@ def _background_sync(args: argparse.Namespace, home: Path, policy: Any) -> Any:
     """A sync thread while recording, when this machine is enrolled with a collector."""
     import os
 
-    from demotrace.sync.background import BackgroundSync
-    from demotrace.sync.client import Enrollment
+    from demotrace.sync.enrollment import Enrollment
 
     if args.sync_every <= 0:
         return None
     enrollment = Enrollment.load(home)
     if enrollment is None:
-        return None
+        return None  # and the sync client (httpx, pyarrow: 30 MB) is never imported
+    from demotrace.sync.background import BackgroundSync
+
     by_hand = bool(args.policy or os.environ.get("DEMOTRACE_POLICY"))  # stays in force
     return BackgroundSync(
         home, enrollment, policy.review_hours, every_s=args.sync_every, follow_policy=not by_hand

@@ -37,8 +37,8 @@ from demotrace.dataset.schema import EVENT_SCHEMA
 from demotrace.errors import SyncError
 from demotrace.lake import FrameExporter
 from demotrace.model import Kind
+from demotrace.sync.enrollment import Enrollment
 
-ENROLLMENT = "collector.json"
 SEGMENT_ROWS = 100_000
 BATCH_BYTES = 8 * 1024 * 1024
 BATCH_ITEMS = 4000
@@ -46,36 +46,6 @@ _FORWARDED = ("forget", "withdraw")  # local retention is local; the collector h
 
 
 # -- enrolment ------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class Enrollment:
-    url: str
-    device: str
-    token: str
-    enrolled_ns: int
-
-    @classmethod
-    def load(cls, home: Path) -> Enrollment | None:
-        path = Path(home) / ENROLLMENT
-        if not path.exists():
-            return None
-        try:
-            return cls(**json.loads(path.read_text()))
-        except (ValueError, TypeError) as exc:
-            raise SyncError(
-                f"The enrolment file {path} is damaged ({exc}). Delete it and enroll again with "
-                "`demotrace enroll URL CODE`."
-            ) from None
-
-    def save(self, home: Path) -> None:
-        path = Path(home) / ENROLLMENT
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # the credential
-        with os.fdopen(fd, "w") as f:
-            json.dump(dataclasses.asdict(self), f)
-        os.replace(tmp, path)
-
-
 def enroll(home: Path, url: str, code: str, label: str | None = None) -> Enrollment:
     """Join a collector with a one-time code; the device credential is kept in the data home."""
     url = url.rstrip("/")

@@ -144,7 +144,7 @@ def _until(ns: int | None) -> str:
 def _enrollment(home: Path) -> tuple[Any, str | None]:
     """(the enrolment or None, a problem with its file or None)."""
     from demotrace.errors import SyncError
-    from demotrace.sync.client import Enrollment
+    from demotrace.sync.enrollment import Enrollment
 
     try:
         return Enrollment.load(home), None
