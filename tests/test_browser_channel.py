@@ -440,6 +440,7 @@ class Pages(http.server.ThreadingHTTPServer):
             "/form": (FORM, COI),
             "/plain": (FORM, {}),
             "/frames": (FRAMES, {}),
+            "/private": (FORM, {}),
             "/inner": (INNER, {}),
             "/attack": (ATTACK.replace("PORT", str(channel_port)).replace("TOKEN", token), {}),
         }
@@ -838,3 +839,49 @@ def test_actions_inside_a_frame_of_the_same_site(live: Live, worker: Any) -> Non
     focus = [e for e in live.since(mark) if e["type"] == "focus"]
     assert focus and focus[-1]["target"]["id"] == "inner-pw" and focus[-1]["target"]["secret"]
     assert pin not in json.dumps(live.received)
+
+
+@pytest.mark.desktop
+def test_an_incognito_window_sends_nothing(live: Live, worker: Any) -> None:
+    """The extension is not allowed in incognito: a private window's page, clicks and keys
+    are never reported, and while it has the focus no page is (its url is null)."""
+    browser = live.browser
+    live.open("/frames")  # the normal window shows a page without the private page's ids
+    home_target = browser._target
+    ctx = browser.browser_cdp("Target.createBrowserContext")["browserContextId"]
+    url = live.pages.base + "/private"
+    mark = live.mark()
+    try:
+        target = browser.browser_cdp(
+            "Target.createTarget", url=url, browserContextId=ctx, newWindow=True
+        )["targetId"]
+        browser.attach(target)
+        until(
+            "the private page has loaded", lambda: browser.eval("document.readyState") == "complete"
+        )
+        canary = "Private canary 5150"
+        worker.click(*browser.element_center("#name"))
+        until("the private page has the focus", lambda: browser.eval("document.hasFocus()"))
+        worker.type_text(canary)
+        worker.click(*browser.element_center("#send"))
+        until(
+            "the text is in the field",
+            lambda: browser.eval("document.querySelector('#name').value") == canary,
+        )
+        live.wait(mark, lambda e: e["type"] == "active" and e["url"] is None, "a null url")
+        time.sleep(1.0)  # anything the extension might still send has arrived
+        got = live.since(mark)
+        private = [
+            e
+            for e in got
+            if e.get("url") == url or (e.get("target") or {}).get("id") in ("name", "send")
+        ]
+        assert private == [], private
+        assert "/private" not in json.dumps(got) and "canary" not in json.dumps(live.received)
+        # nothing from a page at all but the normal window's own (its frame's late page event)
+        home = live.pages.base + "/frames"
+        others = [e for e in got if e["type"] != "active" and e.get("url") != home]
+        assert others == [], [(e["type"], e.get("url")) for e in others]
+    finally:
+        browser.browser_cdp("Target.disposeBrowserContext", browserContextId=ctx)
+        browser.attach(home_target)
