@@ -32,6 +32,17 @@ def _launch_sink_terminal(desktop) -> None:
     desktop.wait_for_window("XTerm")
 
 
+def _wait_for_all(rec, sent: dict[str, int], timeout: float = 120.0) -> None:
+    """Until the recorder has counted as many moves, buttons and keys as the worker sent (on a
+    loaded machine the X server's RECORD stream can lag behind by more than any quiet spell)."""
+    want = {Kind.MOVE: sent["motion"], Kind.BUTTON: sent["button"], Kind.KEY: sent["key"]}
+    deadline = time.monotonic() + timeout
+    while any(rec.counts.get(kind, 0) < n for kind, n in want.items()):
+        if time.monotonic() > deadline:
+            return  # the assertions below say what is missing
+        time.sleep(0.05)
+
+
 def test_storm_every_event_recorded_in_order(desktop, store: Store) -> None:
     _launch_sink_terminal(desktop)
     with ScriptedWorker(desktop.display, speed=1000) as worker:
@@ -41,6 +52,7 @@ def test_storm_every_event_recorded_in_order(desktop, store: Store) -> None:
             worker.type_storm(STORM_TEXT)
             for i in range(200):
                 worker.click(200 + (i % 20) * 10, 180 + (i // 20) * 10)
+            _wait_for_all(rec, dict(worker.sent))
         sent = dict(worker.sent)
     counts = store.counts(rec.session)
     assert counts["move"] == sent["motion"]
