@@ -210,9 +210,12 @@ def _rgb(colour: str) -> tuple[int, int, int]:
     return int(colour[1:3], 16), int(colour[3:5], 16), int(colour[5:7], 16)
 
 
-def render_frame(image_bytes: bytes | None, step: dict[str, Any]) -> bytes:
+def render_frame(
+    image_bytes: bytes | None, step: dict[str, Any], max_width: int | None = None
+) -> bytes:
     """The observation as a PNG with the step's :func:`overlay` drawn on it (a grey image of the
-    step's screen size, captioned, when there is no observation)."""
+    step's screen size, captioned, when there is no observation); drawn at full size, then made
+    at most ``max_width`` pixels wide when given (a thumbnail: one small encode)."""
     if image_bytes:
         image = Image.open(io.BytesIO(image_bytes)).convert("RGBA")
         shapes = overlay(step, image.size)
@@ -221,8 +224,12 @@ def render_frame(image_bytes: bytes | None, step: dict[str, Any]) -> bytes:
         image = Image.new("RGBA", (shapes["w"], shapes["h"]), (60, 60, 60, 255))
     layer = Image.new("RGBA", image.size, (0, 0, 0, 0))
     paint(layer, shapes)
+    drawn = Image.alpha_composite(image, layer).convert("RGB")
+    if max_width is not None and drawn.width > max_width:
+        height = max(1, round(drawn.height * max_width / drawn.width))
+        drawn = drawn.resize((max_width, height), Image.Resampling.BILINEAR)
     out = io.BytesIO()
-    Image.alpha_composite(image, layer).convert("RGB").save(out, format="PNG", compress_level=1)
+    drawn.save(out, format="PNG", compress_level=1)
     return out.getvalue()
 
 
