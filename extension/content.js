@@ -598,6 +598,16 @@
   // (their boxes are offset by the frame's place in the page). A frame's documents are looked
   // for at each page event; its load (a new document) asks for one.
   const hooked = new WeakSet();
+
+  // The element events of a window: the page's own, or a frame's (of the same origin).
+  function listen(win) {
+    win.addEventListener("pointerdown", onPointerDown, opts);
+    win.addEventListener("focusin", onFocusIn, opts);
+    win.addEventListener("keydown", onKeyDown, opts);
+    win.addEventListener("wheel", onWheel, opts);
+    win.addEventListener("change", onChange, opts);
+    win.addEventListener("scroll", moved, opts);
+  }
   const framesSeen = new WeakSet();
 
   function hookFrames(doc, depth) {
@@ -611,17 +621,13 @@
       if (!win) continue;
       if (!hooked.has(inner) && inner.documentElement) {
         hooked.add(inner);
-        win.addEventListener("pointerdown", onPointerDown, opts);
-        win.addEventListener("focusin", onFocusIn, opts);
-        win.addEventListener("keydown", onKeyDown, opts);
-        win.addEventListener("wheel", onWheel, opts);
-        win.addEventListener("change", onChange, opts);
-        win.addEventListener("scroll", moved, opts);
+        listen(win);
         watch(inner.documentElement);
       }
       if (depth < MAX_DEPTH) hookFrames(inner, depth + 1);
     }
   }
+
   try {
     connect(); // at once, so that the service worker tells the zoom before the first event
   } catch (_err) {
@@ -630,13 +636,8 @@
   window.addEventListener("pagehide", flushOutbox, opts);
   window.addEventListener("blur", onWindowFocus, opts);
   window.addEventListener("focus", onWindowFocus, opts);
-  window.addEventListener("pointerdown", onPointerDown, opts);
+  listen(window);
   window.addEventListener("pointerover", onPointerOver, opts);
-  window.addEventListener("focusin", onFocusIn, opts);
-  window.addEventListener("keydown", onKeyDown, opts);
-  window.addEventListener("wheel", onWheel, opts);
-  window.addEventListener("change", onChange, opts);
-  window.addEventListener("scroll", moved, opts);
   window.addEventListener("resize", () => {
     bars = null;
     moved();
