@@ -136,13 +136,24 @@
     return el.localName === "iframe" || el.localName === "frame";
   }
 
+  // A field that was secret once stays secret while it is in the page: a "show password"
+  // button turns a password field into a text field, and what is typed there is still the
+  // password. (At most MAX_ONCE_SECRET of them; the ones taken out of the page are let go.)
+  const MAX_ONCE_SECRET = 200;
+  const onceSecret = new Set();
+
   function isSecret(el) {
-    if (el.localName === "input" && (el.getAttribute("type") || "").toLowerCase() === "password") {
-      return true;
-    }
     if (isFrame(el)) return frameDocument(el) === null;
-    const ac = el.getAttribute("autocomplete");
-    return ac !== null && SECRET_TOKENS.test(ac);
+    if (onceSecret.has(el)) return true;
+    let secret;
+    if (el.localName === "input" && (el.getAttribute("type") || "").toLowerCase() === "password") {
+      secret = true;
+    } else {
+      const ac = el.getAttribute("autocomplete");
+      secret = ac !== null && SECRET_TOKENS.test(ac);
+    }
+    if (secret && onceSecret.size < MAX_ONCE_SECRET) onceSecret.add(el);
+    return secret;
   }
 
   function roleOf(el, tag) {
@@ -489,29 +500,31 @@
         right: Math.min(w, right), bottom: Math.min(h, bottom) };
       out.push(screenBox(c, g));
     };
-    const found = [];
-    for (const scope of [document, ...shadowRoots(force)]) {
+    // the secret fields: this page's and its shadow roots', those in frames of this origin,
+    // and those that were secret once; a frame of another origin is secret as a whole
+    const fields = new Set();
+    const wholeFrames = [];
+    const look = (scope, depth) => {
       for (const el of scope.querySelectorAll(SECRET_SELECTOR + ", " + FRAME_SELECTOR)) {
-        found.push(el);
-        if (found.length >= MAX_SENSITIVE) break;
-      }
-    }
-    for (const el of found) {
-      if (out.length >= MAX_SENSITIVE) break;
-      if (isSecret(el)) {
-        add(el.getBoundingClientRect(), 0, 0);
-      } else if (isFrame(el)) {
-        // a frame of this origin: the secret fields inside it, where it shows them
-        const inner = frameDocument(el);
-        if (!inner) continue;
-        const r = el.getBoundingClientRect();
-        const dx = r.left + el.clientLeft;
-        const dy = r.top + el.clientTop;
-        for (const field of inner.querySelectorAll(SECRET_SELECTOR)) {
-          if (out.length >= MAX_SENSITIVE) break;
-          if (isSecret(field)) add(field.getBoundingClientRect(), dx, dy);
+        if (fields.size + wholeFrames.length >= MAX_SENSITIVE) return;
+        if (!isFrame(el)) {
+          if (isSecret(el)) fields.add(el);
+        } else if (isSecret(el)) {
+          wholeFrames.push(el);
+        } else if (depth < MAX_DEPTH) {
+          look(frameDocument(el), depth + 1);
         }
       }
+    };
+    for (const scope of [document, ...shadowRoots(force)]) look(scope, 0);
+    for (const el of onceSecret) {
+      if (!el.isConnected) onceSecret.delete(el);
+      else if (fields.size < MAX_SENSITIVE) fields.add(el);
+    }
+    for (const el of [...wholeFrames, ...fields]) {
+      if (out.length >= MAX_SENSITIVE) break;
+      const off = el.ownerDocument === document ? [0, 0] : offsetOf(el.ownerDocument);
+      if (off) add(el.getBoundingClientRect(), off[0], off[1]);
     }
     return out;
   }

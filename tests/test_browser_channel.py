@@ -7,6 +7,7 @@ channel, a replaced token that stops working, and the handler times the events c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.server
 import json
 import socket
@@ -131,6 +132,10 @@ def test_accepts_every_event_type_and_converts_time(chan: Channel) -> None:
     assert stats["handler_us"]["n"] == 6 and stats["handler_us"]["max"] == 40
     assert stats["last_event_ns"] == max(e["t_ns"] for e in chan.received)
     assert not any(k.lower().startswith("access-control") for k in r.headers)
+    # an element that cannot be placed (a frame gone meanwhile) has no box; the rest is kept
+    placeless = event("pointer", target=target(bbox=None))
+    assert chan.post({"events": [placeless]}).status_code == 204
+    assert chan.received[-1]["target"]["bbox"] is None
 
 
 def test_t_ns_is_on_the_monotonic_clock() -> None:
@@ -367,6 +372,9 @@ FORM = """<!doctype html>
   <p><label for="name">Full name</label> <input id="name" autocomplete="name"></p>
   <p><label for="pw">Password</label>
      <input id="pw" type="password" autocomplete="current-password"></p>
+  <p><label for="pin">PIN</label> <input id="pin" type="password" autocomplete="off">
+     <button type="button" id="show"
+       onclick="pin.type = pin.type === 'password' ? 'text' : 'password'">Show</button></p>
   <p><label for="country">Country</label>
      <select id="country"><option value="fr">France</option><option value="de">Germany</option>
      <option value="jp">Japan</option></select></p>
@@ -665,7 +673,7 @@ def test_secret_fields_and_typed_text_never_leave_the_page(live: Live, worker: A
     worker.click((pw[0] + pw[2]) // 2, (pw[1] + pw[3]) // 2)
     worker.type_text(password, secret=True)
     worker.key("tab")
-    live.wait(mark, on("focus", "country"), "focus on the select after tab")
+    live.wait(mark, on("focus", "pin"), "focus on the next field after tab")
     assert live.browser.eval("document.querySelector('#pw').value") == password
 
     got = live.since(mark)
@@ -695,10 +703,10 @@ def test_scroll_moves_the_page_and_the_secret_box(live: Live, worker: Any) -> No
     live.wait(mark, lambda e: e["type"] == "page", "page event after the scroll")
     time.sleep(0.5)  # smooth scrolling ends; the last page event follows within 200 ms
     assert live.browser.eval("window.scrollY") > 0
-    try:
-        want = [live.browser.visible_box("#pw")]
-    except AssertionError:  # scrolled out of view
-        want = []
+    want = []
+    for field in ("#pw", "#pin"):
+        with contextlib.suppress(AssertionError):  # scrolled out of view
+            want.append(live.browser.visible_box(field))
     last = [e for e in live.since(mark) if e["type"] == "page"][-1]
     assert len(last["sensitive"]) == len(want), (last["sensitive"], want)
     for got, expected in zip(last["sensitive"], want, strict=True):
@@ -803,6 +811,30 @@ def test_no_browser_window_in_focus_is_a_null_url(live: Live, worker: Any) -> No
 def test_pairing_type_is_plain_data() -> None:
     p = Pairing(8611, "t" * 32)
     assert p.as_json()["extension_ids"] == [EXTENSION_ID]
+
+
+@pytest.mark.desktop
+def test_a_password_shown_as_text_stays_secret(live: Live, worker: Any) -> None:
+    """A "show password" button makes the field type=text: it stays secret, and masked."""
+    live.open("/plain")
+    time.sleep(0.5)  # the page events after load have seen the password field
+    worker.click(*live.browser.element_center("#show"))
+    until("shown", lambda: live.browser.eval("document.querySelector('#pin').type") == "text")
+    mark = live.mark()
+    worker.click(*live.browser.element_center("#pin"))
+    worker.type_text("Shown pass 8008", secret=True)
+    keys = live.wait(mark, on("keys", "pin"), "keys into the shown PIN")
+    assert keys["target"]["secret"] is True and keys["target"]["type"] == "text"
+    # a scroll moves the fields: the page event after it still masks the shown one
+    x, y = live.browser.element_center("#space")
+    mark = live.mark()
+    worker.scroll(x, y, dy=-1)
+    live.wait(mark, lambda e: e["type"] == "page", "page event after the scroll")
+    time.sleep(0.5)
+    pin = live.browser.visible_box("#pin")
+    last = [e for e in live.since(mark) if e["type"] == "page"][-1]
+    assert any(close(r, pin) for r in last["sensitive"]), (pin, last["sensitive"])
+    assert "8008" not in json.dumps(live.received)
 
 
 @pytest.mark.desktop

@@ -41,7 +41,7 @@ class Target(_Strict):
     id: Name | None = None
     type: Annotated[str, Field(max_length=32)] | None = None
     autocomplete: Annotated[str, Field(max_length=200)] | None = None
-    bbox: Box
+    bbox: Box | None  # None: an element the page cannot place on the screen
     secret: bool
 
 
