@@ -130,3 +130,32 @@ def test_player_under_a_prefix(page: sync_api.Page, mounted: str) -> None:
     assert page.text_content("#play") == "Play"
     page.click("#home")
     page.wait_for_url(f"{mounted}{HOME[0]}")
+
+
+def test_the_next_page_of_steps_is_asked_for_ahead(
+    page: sync_api.Page, viewer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import demotrace.web.viewer as viewer_module
+
+    monkeypatch.setattr(viewer_module, "PAGE", 4)  # pages of 4 steps: 16 steps, 4 pages
+    asked: list[str] = []
+
+    def note(request: sync_api.Request) -> None:
+        if "/steps?" in request.url:
+            asked.append(request.url)
+
+    page.on("request", note)
+    try:
+        page.goto(f"{viewer}episode/{EPISODE}")
+        shown(page, 0)
+        for _ in range(100):  # the page of steps 4-7, asked for while step 0 is shown
+            if any("offset=4&" in u for u in asked):
+                break
+            page.wait_for_timeout(50)
+        assert [u.split("?")[1] for u in asked] == ["offset=0&limit=4", "offset=4&limit=4"]
+        page.keyboard.press("End")
+        shown(page, N_STEPS - 1)
+        page.keyboard.press("Home")
+        shown(page, 0)
+    finally:
+        page.remove_listener("request", note)

@@ -11,6 +11,7 @@
   const episode = encodeURIComponent(root.dataset.episode);
   const pageSize = Number(root.dataset.page);
   const MAX_DELAY_S = 5;
+  const PREFETCH = 20; // steps before the end of a page at which the next one is asked for
   const $ = (id) => document.getElementById(id);
   const obs = $("obs");
   const scrubber = $("scrubber");
@@ -166,6 +167,9 @@
     }
     obs.dataset.loaded = String(i);
     if (i + 1 < total) new Image().src = rawUrl(i + 1);
+    // the next page of steps, a while before it is needed (playing does not stall at its edge)
+    const next = Math.floor(i / pageSize) + 1;
+    if (next * pageSize < total && next * pageSize - i <= PREFETCH) page(next);
   }
 
   function stop() {
