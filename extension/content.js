@@ -11,7 +11,8 @@
   const MAX_URL = 4096;
   const MAX_ID = 200;
   const MAX_ATTR = 200;
-  const MAX_SENSITIVE = 50;
+  const MAX_SENSITIVE = 50; // boxes of visible secret fields in a page event
+  const MAX_FIELDS = 1000; // secret fields and shadow roots looked at (visible or not)
   const MAX_COORD = 1000000;
   const KEY_BURST_MS = 1000; // keydowns into one element closer than this are one burst
   const WHEEL_BURST_MS = 500;
@@ -329,7 +330,7 @@
     const walker = document.createTreeWalker(node, NodeFilter.SHOW_ELEMENT);
     while (walker.nextNode()) {
       const root = shadowOf(walker.currentNode);
-      if (root && out.length < MAX_SENSITIVE) {
+      if (root && out.length < MAX_FIELDS) {
         out.push(root);
         if (depth < MAX_DEPTH) collectRoots(root, out, depth + 1);
       }
@@ -506,7 +507,7 @@
     const wholeFrames = [];
     const look = (scope, depth) => {
       for (const el of scope.querySelectorAll(SECRET_SELECTOR + ", " + FRAME_SELECTOR)) {
-        if (fields.size + wholeFrames.length >= MAX_SENSITIVE) return;
+        if (fields.size + wholeFrames.length >= MAX_FIELDS) return;
         if (!isFrame(el)) {
           if (isSecret(el)) fields.add(el);
         } else if (isSecret(el)) {
@@ -519,13 +520,15 @@
     for (const scope of [document, ...shadowRoots(force)]) look(scope, 0);
     for (const el of onceSecret) {
       if (!el.isConnected) onceSecret.delete(el);
-      else if (fields.size < MAX_SENSITIVE) fields.add(el);
+      else if (fields.size < MAX_FIELDS) fields.add(el);
     }
     for (const el of [...wholeFrames, ...fields]) {
-      if (out.length >= MAX_SENSITIVE) break;
       const off = el.ownerDocument === document ? [0, 0] : offsetOf(el.ownerDocument);
       if (off) add(el.getBoundingClientRect(), off[0], off[1]);
+      if (out.length > MAX_SENSITIVE) break;
     }
+    // more visible secret fields than a page event carries: the whole page is masked
+    if (out.length > MAX_SENSITIVE) return [screenBox({ left: 0, top: 0, right: w, bottom: h }, g)];
     return out;
   }
 

@@ -428,6 +428,13 @@ INNER = """<!doctype html>
 </body></html>
 """
 
+MANY = (
+    '<!doctype html><html><head><meta charset="utf-8"><title>Many PINs</title></head>'
+    '<body style="display: flex; flex-wrap: wrap; gap: 4px">'
+    + "".join(f'<input type="password" id="p{i}" style="width: 50px">' for i in range(60))
+    + "</body></html>"
+)
+
 COI = {  # cross-origin isolated: performance.now() is coarsened to 5 µs here, not 100 µs
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Embedder-Policy": "require-corp",
@@ -449,6 +456,7 @@ class Pages(http.server.ThreadingHTTPServer):
             "/plain": (FORM, {}),
             "/frames": (FRAMES, {}),
             "/private": (FORM, {}),
+            "/many": (MANY, {}),
             "/inner": (INNER, {}),
             "/attack": (ATTACK.replace("PORT", str(channel_port)).replace("TOKEN", token), {}),
         }
@@ -835,6 +843,14 @@ def test_a_password_shown_as_text_stays_secret(live: Live, worker: Any) -> None:
     last = [e for e in live.since(mark) if e["type"] == "page"][-1]
     assert any(close(r, pin) for r in last["sensitive"]), (pin, last["sensitive"])
     assert "8008" not in json.dumps(live.received)
+
+
+@pytest.mark.desktop
+def test_more_secret_fields_than_an_event_carries_mask_the_page(live: Live) -> None:
+    mark = live.open("/many")
+    url = live.pages.base + "/many"
+    page = live.wait(mark, lambda e: e["type"] == "page" and e["url"] == url, "page event")
+    assert page["sensitive"] == [page["viewport"]]
 
 
 @pytest.mark.desktop
