@@ -145,7 +145,9 @@ class _Builder:
 
     # -- what an action is drawn as
     def pointer_path(self) -> None:
-        points = [self.px(p[0], p[1]) for p in self.step.get("pointer_path") or [] if len(p) >= 2]
+        w, h = self.w, self.h  # the longest list of a step: no call per point
+        path = self.step.get("pointer_path") or []
+        points = [[round(p[0] * w), round(p[1] * h)] for p in path if len(p) >= 2]
         if len(points) >= 2:
             self.line(points, POINTER, 2, POINTER_OPACITY)
 
