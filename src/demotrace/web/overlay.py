@@ -51,12 +51,15 @@ def font_size(height: int) -> int:
     return max(12, round(height / 50))
 
 
-def overlay(step: dict[str, Any], size: tuple[int, int] | None = None) -> dict[str, Any]:
+def overlay(
+    step: dict[str, Any], size: tuple[int, int] | None = None, missing: bool = False
+) -> dict[str, Any]:
     """The shapes to draw over ``step``'s observation: ``{"w", "h", "font", "shapes"}``.
     ``size`` is the observation's (width, height) when known; else the step's ``screen_w`` and
-    ``screen_h`` (which the dataset keeps equal to it)."""
+    ``screen_h`` (which the dataset keeps equal to it). ``missing``: no frame was recorded (a
+    caption says so)."""
     w, h = size or (int(step.get("screen_w") or 1), int(step.get("screen_h") or 1))
-    return _Builder(step, max(w, 1), max(h, 1)).build()
+    return _Builder(step, max(w, 1), max(h, 1)).build(missing)
 
 
 class _Builder:
@@ -72,7 +75,7 @@ class _Builder:
     def px(self, x: float, y: float) -> list[int]:
         return [round(x * self.w), round(y * self.h)]
 
-    def build(self) -> dict[str, Any]:
+    def build(self, missing: bool) -> dict[str, Any]:
         self.pointer_path()
         a, kind = self.action, self.action.get("type")
         target = a.get("target") or {}
@@ -111,7 +114,7 @@ class _Builder:
             captions.append("move (hover)")
         else:
             captions.append(f"{kind}")
-        if self.step.get("_missing"):
+        if missing:
             captions.append("no frame was recorded for this step")
         if captions:
             self.caption("\n".join(captions))
@@ -222,7 +225,7 @@ def render_frame(
         image = Image.open(io.BytesIO(image_bytes)).convert("RGBA")
         shapes = overlay(step, image.size)
     else:
-        shapes = overlay({**step, "_missing": True})
+        shapes = overlay(step, missing=True)
         image = Image.new("RGBA", (shapes["w"], shapes["h"]), (60, 60, 60, 255))
     layer = Image.new("RGBA", image.size, (0, 0, 0, 0))
     paint(layer, shapes)
