@@ -532,7 +532,10 @@ class X11Capture:
             if not viewable:
                 continue
             if override:
-                popup = self._popups.get(child.id) or {}
+                # A popup mapped on the server whose MapNotify is still on its way has no entry
+                # yet; its opener is the active window, as _read_popup will say. Without one it
+                # would be out of scope, and a click it covers (the one that opened it) dropped.
+                popup = self._popups.get(child.id) or {"opener": self.active.get("window", 0)}
                 windows.append(
                     TopWindow(
                         child.id,
