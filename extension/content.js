@@ -326,13 +326,18 @@
   let rootsGeneration = -1;
   let rootsAt = -Infinity;
 
+  // (and those in the documents of frames of this origin, which this script listens to too)
   function collectRoots(node, out, depth) {
     const walker = document.createTreeWalker(node, NodeFilter.SHOW_ELEMENT);
-    while (walker.nextNode()) {
-      const root = shadowOf(walker.currentNode);
-      if (root && out.length < MAX_FIELDS) {
+    while (walker.nextNode() && out.length < MAX_FIELDS) {
+      const el = walker.currentNode;
+      const root = shadowOf(el);
+      if (root) {
         out.push(root);
         if (depth < MAX_DEPTH) collectRoots(root, out, depth + 1);
+      } else if (depth < MAX_DEPTH && isFrame(el)) {
+        const inner = frameDocument(el);
+        if (inner && inner.documentElement) collectRoots(inner.documentElement, out, depth + 1);
       }
     }
   }

@@ -215,27 +215,28 @@ class Browser:
     def element_box(self, selector: str) -> list[int]:
         """``selector``'s box in screen pixels (ground truth for tests). ``"#host >>> sel"``
         looks inside #host: the document of a frame of the same origin, its open shadow root,
-        or for a closed one the page's own ``testRoots[id]`` (page scripts cannot reach a
-        closed root otherwise)."""
-        host, _, inside = selector.partition(" >>> ")
-        find = f"document.querySelector({json.dumps(host)})"
-        shift = "[0, 0]"
-        if inside:
-            root = json.dumps(host.lstrip("#"))
-            find = (
-                f"(h => h.contentDocument || h.shadowRoot || window.testRoots[{root}])({find})"
-                f".querySelector({json.dumps(inside)})"
-            )
-            # a frame's content is offset by the frame's place (and border) in the page
-            shift = (
-                "(h => { if (!h.contentDocument) return [0, 0]; const f = "
-                "h.getBoundingClientRect(); return [f.left + h.clientLeft, f.top + h.clientTop];"
-                f" }})(document.querySelector({json.dumps(host)}))"
-            )
+        or for a closed one its window's own ``testRoots[id]`` (page scripts cannot reach a
+        closed root otherwise). Levels nest: ``"#frame >>> #host >>> sel"``."""
+        parts = json.dumps(selector.split(" >>> "))
         rect = self.eval(
-            f"(() => {{ const r = {find}.getBoundingClientRect(); const k = devicePixelRatio;"
-            f" const [dx, dy] = {shift}; return [(r.left + dx) * k, (r.top + dy) * k,"
-            " (r.right + dx) * k, (r.bottom + dy) * k]; })()"
+            f"""(() => {{
+  let scope = document, win = window, dx = 0, dy = 0, el = null;
+  for (const [i, sel] of {parts}.entries()) {{
+    el = scope.querySelector(sel);
+    if (i === {parts}.length - 1) break;
+    if (el.contentDocument) {{
+      const f = el.getBoundingClientRect();
+      dx += f.left + el.clientLeft;
+      dy += f.top + el.clientTop;
+      scope = el.contentDocument;
+      win = el.contentWindow;
+    }} else {{
+      scope = el.shadowRoot || win.testRoots[el.id];
+    }}
+  }}
+  const r = el.getBoundingClientRect(), k = devicePixelRatio;
+  return [(r.left + dx) * k, (r.top + dy) * k, (r.right + dx) * k, (r.bottom + dy) * k];
+}})()"""
         )
         x, y = self.viewport_origin()
         return [round(rect[0] + x), round(rect[1] + y), round(rect[2] + x), round(rect[3] + y)]

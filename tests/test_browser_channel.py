@@ -425,6 +425,17 @@ INNER = """<!doctype html>
 <p><button type="button" id="inner-send">Send order</button></p>
 <p><label for="inner-pw">PIN</label> <input id="inner-pw" type="password"></p>
 <p><label for="inner-qty">Quantity</label> <input id="inner-qty" type="number"></p>
+<vault-box id="vault"></vault-box>
+<script>
+window.testRoots = {};
+customElements.define("vault-box", class extends HTMLElement {
+  connectedCallback() {
+    const root = this.attachShadow({ mode: "closed" });
+    root.innerHTML = '<label for="f">Vault code</label> <input id="f" type="password">';
+    window.testRoots[this.id] = root;
+  }
+});
+</script>
 </body></html>
 """
 
@@ -887,6 +898,35 @@ def test_actions_inside_a_frame_of_the_same_site(live: Live, worker: Any) -> Non
     focus = [e for e in live.since(mark) if e["type"] == "focus"]
     assert focus and focus[-1]["target"]["id"] == "inner-pw" and focus[-1]["target"]["secret"]
     assert pin not in json.dumps(live.received)
+
+
+@pytest.mark.desktop
+def test_a_closed_shadow_root_inside_a_frame_is_masked_and_heard(live: Live, worker: Any) -> None:
+    """A web component with a closed root, in a frame of the same site: its password field is
+    among the page's secret boxes, and keys into it are secret."""
+    mark = live.open("/frames")
+    until(
+        "the frame's web component is up",
+        lambda: live.browser.eval(
+            "!!document.querySelector('#app').contentWindow.testRoots?.vault"
+        ),
+    )
+    truth = live.browser.element_box("#app >>> #vault >>> #f")
+    url = live.pages.base + "/frames"
+
+    def masked() -> bool:
+        pages = [e for e in live.since(mark) if e["type"] == "page" and e["url"] == url]
+        return bool(pages) and any(close(r, truth) for r in pages[-1]["sensitive"])
+
+    until("the frame's shadow-root password field is masked", masked)
+    code = "Vault-7719"
+    mark = live.mark()
+    worker.click((truth[0] + truth[2]) // 2, (truth[1] + truth[3]) // 2)
+    worker.type_text(code, secret=True)
+    keys = live.wait(mark, lambda e: e["type"] == "keys", "keys into the vault code")
+    assert keys["target"]["secret"] is True and close(keys["target"]["bbox"], truth), keys
+    assert code not in json.dumps(live.received)
+    assert code[2:] not in json.dumps(live.received) and code[:-2] not in json.dumps(live.received)
 
 
 @pytest.mark.desktop
