@@ -298,11 +298,36 @@
     }
   }
 
+  // A built-in element can host a closed root too (a div, a span: the tags attachShadow
+  // accepts). Opening every one of them would cost too much on a walk, so it is done only when
+  // the keyboard goes to such an element itself, which is where a closed root's field sends its
+  // focus and keys from. A root found is kept; none found is asked again after a second.
+  const HOST_TAGS = new Set(["article", "aside", "blockquote", "div", "footer", "h1", "h2", "h3",
+    "h4", "h5", "h6", "header", "main", "nav", "p", "section", "span"]);
+  const builtInRoots = new WeakMap();
+
+  function builtInRoot(el) {
+    if (!openRoot || !HOST_TAGS.has(el.localName) || el.getRootNode().activeElement !== el) {
+      return null;
+    }
+    const now = performance.now();
+    const known = builtInRoots.get(el);
+    if (known && (known.root || now - known.at < ROOT_SCAN_MS)) return known.root;
+    let root = null;
+    try {
+      root = openRoot(el) || null;
+    } catch (_err) {
+      root = null;
+    }
+    builtInRoots.set(el, { root, at: now });
+    return root;
+  }
+
   // The innermost element of `el` that the event went to: through shadow roots, the one with
   // the focus (keys, focus, change) or the one under the pointer (pointer, wheel).
   function inner(el, e, byPoint) {
     for (let depth = 0; depth < MAX_DEPTH; depth++) {
-      const root = shadowOf(el);
+      const root = shadowOf(el) || (byPoint ? null : builtInRoot(el));
       if (!root) break;
       const next = byPoint ? root.elementFromPoint(e.clientX, e.clientY) : root.activeElement;
       if (!next || next === el) break;
@@ -428,7 +453,11 @@
     const t0 = performance.now();
     const el = deepTarget(e);
     if (!el) return;
-    finish({ type: "focus", t: stamp(e), target: describe(el, geometry()) }, t0);
+    const target = describe(el, geometry());
+    finish({ type: "focus", t: stamp(e), target }, t0);
+    // a secret field this page event may not know yet (one in a closed root of a div): its box
+    // goes to the masks with the next page event
+    if (target.secret) schedulePage(false);
   }
 
   let lastKey = null;

@@ -439,6 +439,22 @@ customElements.define("vault-box", class extends HTMLElement {
 </body></html>
 """
 
+LEGACY = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Legacy widget</title>
+<style>body { font: 16px sans-serif; margin: 20px; } input { font-size: 16px; }</style>
+</head><body>
+<p>A login widget that hides its field in a closed root on a plain div.</p>
+<div id="legacy"></div>
+<script>
+window.testRoots = {};
+const host = document.getElementById("legacy");
+const root = host.attachShadow({ mode: "closed" });
+root.innerHTML = '<label for="f">Passphrase</label> <input id="f" type="password">';
+window.testRoots.legacy = root;
+</script>
+</body></html>
+"""
+
 MANY = (
     '<!doctype html><html><head><meta charset="utf-8"><title>Many PINs</title></head>'
     '<body style="display: flex; flex-wrap: wrap; gap: 4px">'
@@ -468,6 +484,7 @@ class Pages(http.server.ThreadingHTTPServer):
             "/frames": (FRAMES, {}),
             "/private": (FORM, {}),
             "/many": (MANY, {}),
+            "/legacy": (LEGACY, {}),
             "/inner": (INNER, {}),
             "/attack": (ATTACK.replace("PORT", str(channel_port)).replace("TOKEN", token), {}),
         }
@@ -927,6 +944,34 @@ def test_a_closed_shadow_root_inside_a_frame_is_masked_and_heard(live: Live, wor
     assert keys["target"]["secret"] is True and close(keys["target"]["bbox"], truth), keys
     assert code not in json.dumps(live.received)
     assert code[2:] not in json.dumps(live.received) and code[:-2] not in json.dumps(live.received)
+
+
+@pytest.mark.desktop
+def test_a_closed_root_on_a_div_is_opened_when_the_keyboard_goes_in(
+    live: Live, worker: Any
+) -> None:
+    """Closed roots of built-in elements are not walked for, but focus going into one opens
+    it: the field is secret, its keys are, and from then on it is masked."""
+    mark = live.open("/legacy")
+    url = live.pages.base + "/legacy"
+    truth = live.browser.element_box("#legacy >>> #f")
+    phrase = "Legacy-Phrase-6606"
+    mark = live.mark()
+    worker.click((truth[0] + truth[2]) // 2, (truth[1] + truth[3]) // 2)
+    worker.type_text(phrase, secret=True)
+    keys = live.wait(mark, lambda e: e["type"] == "keys", "keys into the passphrase")
+    assert keys["target"]["secret"] is True and close(keys["target"]["bbox"], truth), keys
+    focus = [e for e in live.since(mark) if e["type"] == "focus"]
+    assert focus and focus[-1]["target"]["id"] == "f" and focus[-1]["target"]["secret"], focus
+
+    def masked() -> bool:
+        pages = [e for e in live.since(mark) if e["type"] == "page" and e["url"] == url]
+        return bool(pages) and any(close(r, truth) for r in pages[-1]["sensitive"])
+
+    until("the passphrase field is masked", masked)
+    received = json.dumps(live.received)
+    for part in (phrase, phrase[2:], phrase[:-2]):
+        assert part not in received
 
 
 @pytest.mark.desktop
