@@ -19,7 +19,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from demotrace import __version__
+from demotrace import __version__, argtypes
 from demotrace.errors import DemotraceError, StoreError
 from demotrace.paths import data_home, store_dir
 
@@ -649,12 +649,19 @@ def build_parser() -> argparse.ArgumentParser:
     ex.set_defaults(func=cmd_export)
 
     ui = sub.add_parser("ui", help="your own page: status, pause, recordings, delete, export")
-    ui.add_argument("--port", type=int, default=0, help="loopback port (default: any free one)")
+    ui.add_argument(
+        "--port", type=argtypes.port_or_any, default=0, help="loopback port (default: any free one)"
+    )
     ui.set_defaults(func=cmd_ui)
 
     v = sub.add_parser("view", help="replay a dataset's episodes in the browser (docs/viewer.md)")
     v.add_argument("dataset", help="the folder `demotrace build` wrote")
-    v.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free one)")
+    v.add_argument(
+        "--port",
+        type=argtypes.port_or_any,
+        default=0,
+        help="port on 127.0.0.1 (default: any free one)",
+    )
     v.set_defaults(func=cmd_view)
 
     d = sub.add_parser("demo", help="record scripted work on a private virtual desktop")

@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
+from demotrace import argtypes
 from demotrace.paths import data_home
 
 out = Console()
@@ -66,7 +67,9 @@ def add_parsers(sub: Any) -> None:
     b = sub.add_parser("browser", help="the browser extension: pairing (docs/browser.md)")
     bsub = b.add_subparsers(dest="browser_command", required=True, metavar="BROWSER_COMMAND")
     p = bsub.add_parser("pair", help="make or show the link that pairs the extension")
-    p.add_argument("--port", type=int, help="the port the recorder listens on (default 8611)")
+    p.add_argument(
+        "--port", type=argtypes.port, help="the port the recorder listens on (default 8611)"
+    )
     p.add_argument("--new", action="store_true", help="a new token; the old one stops working")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_browser_pair)

@@ -10,6 +10,7 @@ from typing import Any
 
 from rich.console import Console
 
+from demotrace import argtypes
 from demotrace.paths import data_home
 
 out = Console()
@@ -220,8 +221,8 @@ def add_parsers(sub: Any) -> None:
     s = sub.add_parser("serve", help="the collector: devices upload here (docs/collector.md)")
     _store_args(s)
     s.add_argument("--host", default="127.0.0.1")
-    s.add_argument("--port", type=int, default=8600)
-    s.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    s.add_argument("--port", type=argtypes.port, default=8600)
+    s.add_argument("--workers", type=argtypes.positive, default=1, help="uvicorn worker processes")
     s.add_argument("--retention-days", type=int, help="delete sessions older than this")
     s.add_argument("--max-body-mb", type=float, help="largest segment accepted (default 64)")
     s.add_argument("--rate", type=float, help="requests per second per device (default 200)")

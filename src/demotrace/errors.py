@@ -92,3 +92,16 @@ class BrowserError(DemotraceError):
     """The browser pairing is damaged, or the local channel cannot listen on its port."""
 
     exit_code = 15
+
+
+def bind_hint(exc: OSError) -> str:
+    """What to do when a socket cannot be bound, from why."""
+    import errno
+
+    if exc.errno == errno.EADDRINUSE:
+        return "Another program uses that port: stop it, or give another port."
+    if exc.errno == errno.EADDRNOTAVAIL:
+        return "That address is not one of this machine's: give one it has, or 127.0.0.1."
+    if exc.errno == errno.EACCES:
+        return "Ports below 1024 need administrator rights: give a port above 1023."
+    return "Give another address or port."

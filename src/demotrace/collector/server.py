@@ -10,10 +10,31 @@ others, serve the same collector.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable
 
 from demotrace.collector.api import ENV_CONFIG, create_app
 from demotrace.collector.service import Config, Service
+from demotrace.errors import CollectorError, bind_hint
+
+
+def check_address(host: str, port: int) -> None:
+    """Fail with a clear error, before the database is touched, when ``host:port`` cannot be
+    listened on (a port in use, a name that does not resolve, an address not of this machine)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as exc:
+        raise CollectorError(f"The collector cannot listen on {host!r}: {exc}.") from exc
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise CollectorError(
+                f"The collector cannot listen on {host}:{port} ({exc.strerror or exc}). "
+                + bind_hint(exc)
+            ) from exc
 
 
 def prepare(config: Config) -> tuple[Service, str | None]:
@@ -32,6 +53,7 @@ def serve(
 ) -> None:
     import uvicorn
 
+    check_address(host, port)
     service, admin_token = prepare(config)
     if on_ready is not None:
         on_ready(service, admin_token)
