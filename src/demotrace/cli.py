@@ -431,16 +431,16 @@ def cmd_build(args: argparse.Namespace) -> int:
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} sessions"),
+        TextColumn("{task.fields[count]}"),
         TimeElapsedColumn(),
         console=err,
         disable=args.json,
     )
     with progress:
-        task = progress.add_task(f"building ({args.engine})", total=None)
+        task = progress.add_task(f"building ({args.engine})", total=None, count="")
 
         def step(result: Any, done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
+            progress.update(task, completed=done, total=total, count=f"{done}/{total} sessions")
             if result.skipped:
                 progress.console.print(
                     f"[yellow]skipped session {result.ref['session']}:[/] {result.skipped}"
@@ -462,7 +462,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     c = info["counts"]
     out.print(
         f"[bold]dataset[/] {args.out}: {c['steps']:,} steps in {c['episodes']:,} episodes "
-        f"from {c['sessions']} sessions ({c['events']:,} raw events, {c['frames']:,} screenshots)"
+        f"from {c['sessions']} session{'' if c['sessions'] == 1 else 's'} ({c['events']:,} raw "
+        f"events, {c['frames']:,} screenshots)"
     )
     for s in info["skipped"]:
         out.print(f"[yellow]skipped[/] session {s['session']}: {s['reason']}")
