@@ -917,6 +917,30 @@ def test_actions_inside_a_frame_of_the_same_site(live: Live, worker: Any) -> Non
     assert pin not in json.dumps(live.received)
 
 
+def masked(live: Live, mark: int, url: str, box: list[int]) -> Callable[[], bool]:
+    """Whether the last page event of ``url`` since ``mark`` has ``box`` among its secret boxes."""
+
+    def check() -> bool:
+        pages = [e for e in live.since(mark) if e["type"] == "page" and e["url"] == url]
+        return bool(pages) and any(close(r, box) for r in pages[-1]["sensitive"])
+
+    return check
+
+
+def type_secret(live: Live, worker: Any, box: list[int], secret: str) -> int:
+    """Click the field at ``box`` and type ``secret``: the keys are secret, and no part of the
+    secret (nor it less its first or last two keys) reached the channel. Returns the mark."""
+    mark = live.mark()
+    worker.click((box[0] + box[2]) // 2, (box[1] + box[3]) // 2)
+    worker.type_text(secret, secret=True)
+    keys = live.wait(mark, lambda e: e["type"] == "keys", "keys into the secret field")
+    assert keys["target"]["secret"] is True and close(keys["target"]["bbox"], box), keys
+    received = json.dumps(live.received)
+    for part in (secret, secret[2:], secret[:-2]):
+        assert part not in received
+    return mark
+
+
 @pytest.mark.desktop
 def test_a_closed_shadow_root_inside_a_frame_is_masked_and_heard(live: Live, worker: Any) -> None:
     """A web component with a closed root, in a frame of the same site: its password field is
@@ -931,19 +955,9 @@ def test_a_closed_shadow_root_inside_a_frame_is_masked_and_heard(live: Live, wor
     truth = live.browser.element_box("#app >>> #vault >>> #f")
     url = live.pages.base + "/frames"
 
-    def masked() -> bool:
-        pages = [e for e in live.since(mark) if e["type"] == "page" and e["url"] == url]
-        return bool(pages) and any(close(r, truth) for r in pages[-1]["sensitive"])
-
-    until("the frame's shadow-root password field is masked", masked)
+    until("the frame's shadow-root password field is masked", masked(live, mark, url, truth))
     code = "Vault-7719"
-    mark = live.mark()
-    worker.click((truth[0] + truth[2]) // 2, (truth[1] + truth[3]) // 2)
-    worker.type_text(code, secret=True)
-    keys = live.wait(mark, lambda e: e["type"] == "keys", "keys into the vault code")
-    assert keys["target"]["secret"] is True and close(keys["target"]["bbox"], truth), keys
-    assert code not in json.dumps(live.received)
-    assert code[2:] not in json.dumps(live.received) and code[:-2] not in json.dumps(live.received)
+    type_secret(live, worker, truth, code)
 
 
 @pytest.mark.desktop
@@ -952,26 +966,13 @@ def test_a_closed_root_on_a_div_is_opened_when_the_keyboard_goes_in(
 ) -> None:
     """Closed roots of built-in elements are not walked for, but focus going into one opens
     it: the field is secret, its keys are, and from then on it is masked."""
-    mark = live.open("/legacy")
+    live.open("/legacy")
     url = live.pages.base + "/legacy"
     truth = live.browser.element_box("#legacy >>> #f")
-    phrase = "Legacy-Phrase-6606"
-    mark = live.mark()
-    worker.click((truth[0] + truth[2]) // 2, (truth[1] + truth[3]) // 2)
-    worker.type_text(phrase, secret=True)
-    keys = live.wait(mark, lambda e: e["type"] == "keys", "keys into the passphrase")
-    assert keys["target"]["secret"] is True and close(keys["target"]["bbox"], truth), keys
+    mark = type_secret(live, worker, truth, "Legacy-Phrase-6606")
     focus = [e for e in live.since(mark) if e["type"] == "focus"]
     assert focus and focus[-1]["target"]["id"] == "f" and focus[-1]["target"]["secret"], focus
-
-    def masked() -> bool:
-        pages = [e for e in live.since(mark) if e["type"] == "page" and e["url"] == url]
-        return bool(pages) and any(close(r, truth) for r in pages[-1]["sensitive"])
-
-    until("the passphrase field is masked", masked)
-    received = json.dumps(live.received)
-    for part in (phrase, phrase[2:], phrase[:-2]):
-        assert part not in received
+    until("the passphrase field is masked", masked(live, mark, url, truth))
 
 
 @pytest.mark.desktop

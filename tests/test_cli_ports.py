@@ -7,24 +7,17 @@ import argparse
 import os
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from demotrace import argtypes
+from test_cli_show import run_cli
 
 
 def run(home: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, DEMOTRACE_HOME=str(home))
-    return subprocess.run(
-        [sys.executable, "-m", "demotrace", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return run_cli(*args, env=dict(os.environ, DEMOTRACE_HOME=str(home)))
 
 
 @pytest.fixture
