@@ -308,3 +308,47 @@ def test_hotkey_release_after_its_modifiers_and_other_chords() -> None:
         ("P", 1),
         ("P", 0),
     ]
+
+
+def test_a_click_is_judged_by_the_windows_of_its_time() -> None:
+    """The gate can see a click after the layout it changed (the recorder reads input and
+    windows apart): a click that opened an Other-app popup over the Editor, and a click on an
+    Other-app dialog that closed it, are judged by the windows they were made on."""
+    h = Harness()
+    h.focus("Editor")
+    editor = TopWindow(100, WINDOWS["Editor"], "Editor", "editor", "Editor", (0, 0, 100, 100))
+    other = TopWindow(104, WINDOWS["Other"], "Other", "other", "Other", (0, 0, 100, 100))
+    t0 = h.tick()
+    h.gate.set_layout(Layout(2, (editor,), (1000, 100)), t0)
+    # a click at t1 on the Editor, and a window of Other mapped over it at t2 (a layout the gate
+    # learns before it sees the click)
+    t1, t2 = h.tick(), h.tick()
+    h.gate.set_layout(Layout(3, (editor, other), (1000, 100)), t2)
+    h.gate.feed(
+        [Row(t1, 1, Kind.BUTTON, 50, 50, 1, 0, 1), Row(t1 + 1, 1, Kind.BUTTON, 50, 50, 1, 0, 0)]
+    )
+    # a click at t3 on the Other window, which then goes away (t4)
+    t3, t4 = h.tick(), h.tick()
+    h.gate.set_layout(Layout(4, (editor,), (1000, 100)), t4)
+    h.gate.feed(
+        [Row(t3, 1, Kind.BUTTON, 60, 60, 1, 0, 1), Row(t3 + 1, 1, Kind.BUTTON, 60, 60, 1, 0, 0)]
+    )
+    # and a click after that, on the Editor again
+    t5 = h.tick()
+    h.gate.feed([Row(t5, 1, Kind.BUTTON, 70, 70, 1, 0, 1)])
+    rows = h.finish()
+    presses = [(r.x, r.y) for r in kinds(rows, Kind.BUTTON) if r.value]
+    assert presses == [(50, 50), (70, 70)]
+    gaps = [data(r) for r in kinds(rows, Kind.GAP)]
+    assert [g["reason"] for g in gaps] == ["out_of_scope"]
+
+
+def test_without_a_time_a_layout_holds_for_every_row() -> None:
+    h = Harness()
+    h.focus("Editor")
+    other = TopWindow(104, WINDOWS["Other"], "Other", "other", "Other", (0, 0, 100, 100))
+    h.gate.set_layout(Layout(2, (other,), (1000, 100)))
+    h.gate.feed([Row(5, 1, Kind.BUTTON, 50, 50, 1, 0, 1)])  # older than anything: still judged
+    rows = h.finish()
+    assert not [r for r in kinds(rows, Kind.BUTTON)]
+    assert [data(r)["reason"] for r in kinds(rows, Kind.GAP)] == ["out_of_scope"]

@@ -682,7 +682,7 @@ class Recorder:
         with self._lock:
             gate = self._gate
             assert gate is not None
-            gate.set_layout(layout)
+            gate.set_layout(layout, now_ns())
             self._update_mask()
 
     def _update_mask(self) -> None:

@@ -50,6 +50,9 @@ if TYPE_CHECKING:
 SEQUENCE_IDLE_NS = 2_000_000_000
 #: ... or when this many rows are held back (a storm of typing).
 MAX_HELD = 50_000
+#: Layouts kept to judge late rows by the windows of their time (a layout lasts from one window
+#: change to the next: these cover far more than the recorder's 20 ms input pacing).
+MAX_LAYOUTS = 16
 #: Window classes of terminal emulators (matched lower-case).
 TERMINALS = frozenset(
     {
@@ -87,6 +90,15 @@ class _Sequence:
 
 
 @dataclass
+class _Known:
+    """A window layout and the time it is known from; its hit list, made when first asked."""
+
+    t: int
+    layout: Layout
+    hits: list[tuple[int, int, int, int, int]] | None = None
+
+
+@dataclass
 class _Gap:
     reason: str
     t0: int
@@ -119,7 +131,9 @@ class Gate:
         #: Called as (t_ns, seq of the first key row, mode, known secret) when typing starts.
         self.on_typing: Callable[[int, int, str, bool], None] | None = None
         self.layout = Layout(0)
-        self._hits: list[tuple[int, int, int, int, int]] | None = None
+        #: The last layouts with the time each was known from, oldest first, each with its
+        #: hit list once made: a pointer row is judged by the layout of its own time.
+        self._layouts: list[_Known] = [_Known(0, self.layout)]
         self.paused = False
         self.pause_reason = "paused"
         self.outside_hours = False
@@ -143,36 +157,58 @@ class Gate:
         self.stats = {"dropped": 0, "gaps": 0, "secret_sequences": 0, "redacted": 0}
 
     # -- state changes (from the recorder: pause, hours, layout, own windows) --------------------
-    def set_layout(self, layout: Layout) -> None:
+    def set_layout(self, layout: Layout, t: int | None = None) -> None:
+        """A new window layout, known from ``t`` on. Rows of an earlier time are still judged by
+        the layout of theirs: a click that opens a popup, or closes a dialog, is judged by the
+        windows it was made on, even when the gate sees it after the change. Without ``t`` the
+        layout holds for every row, earlier ones too."""
         self.layout = layout
-        self._hits = None
+        if t is None:
+            self._layouts = [_Known(0, layout)]
+        else:
+            self._layouts.append(_Known(t, layout))
+            if len(self._layouts) > MAX_LAYOUTS:
+                del self._layouts[0]
 
     def set_own_windows(self, windows: frozenset[int]) -> None:
         self.scope.own_windows = windows
-        self._hits = None
+        self._forget_hits()
 
     def browser_changed(self) -> None:
         """What the browser extension says changed (a URL, secret fields): judge again."""
-        self._hits = None
+        self._forget_hits()
         if self._active_known:
             self._judge_active()
 
-    def _hit_list(self) -> list[tuple[int, int, int, int, int]]:
-        """(x0, y0, x1, y1, verdict) top to bottom; verdict 0 neutral, 1 in, 2 out of scope."""
-        if self._hits is None:
-            own = self.scope.own_windows
-            hits = []
-            for w in reversed(self.layout.windows):
-                if w.frame in own or w.client in own:
-                    verdict = 0
-                else:
-                    verdict = 1 if self.scope.window_rule(self.layout, w) is not None else 2
-                hits.append((*w.rect, verdict))
-            self._hits = hits
-        return self._hits
+    def _forget_hits(self) -> None:
+        for known in self._layouts:
+            known.hits = None
 
-    def _verdict(self, x: int, y: int) -> int:
-        for x0, y0, x1, y1, verdict in self._hits or self._hit_list():
+    def _hit_list(self, known: _Known) -> list[tuple[int, int, int, int, int]]:
+        """(x0, y0, x1, y1, verdict) top to bottom; verdict 0 neutral, 1 in, 2 out of scope."""
+        own = self.scope.own_windows
+        layout = known.layout
+        hits = []
+        for w in reversed(layout.windows):
+            if w.frame in own or w.client in own:
+                verdict = 0
+            else:
+                verdict = 1 if self.scope.window_rule(layout, w) is not None else 2
+            hits.append((*w.rect, verdict))
+        known.hits = hits
+        return hits
+
+    def _verdict(self, x: int, y: int, t: int) -> int:
+        """Whether the window under (x, y) at time ``t`` is in scope (1), out of it (2), or
+        neither (0: the bare desktop, our own windows)."""
+        layouts = self._layouts
+        known = layouts[-1]
+        if t < known.t:  # a row from before the newest layout: the one of its time
+            known = next((k for k in reversed(layouts) if k.t <= t), layouts[0])
+        hits = known.hits
+        if hits is None:
+            hits = self._hit_list(known)
+        for x0, y0, x1, y1, verdict in hits:
             if x0 <= x < x1 and y0 <= y < y1:
                 return verdict
         return 0  # the bare desktop: neutral
@@ -224,7 +260,7 @@ class Gate:
                     self._seq is None
                     and self._gap is None
                     and self._blocked() is None
-                    and self._verdict(row[3], row[4]) != 2  # type: ignore[arg-type]
+                    and self._verdict(row[3], row[4], row[0]) != 2  # type: ignore[arg-type]
                 ):
                     out.append((next_seq(), row))
                 else:
@@ -321,7 +357,7 @@ class Gate:
         brings an in-scope app forward from an out-of-scope one is kept."""
         reason = self._blocked()
         if reason is None or (reason == "out_of_scope" and row[2] != Kind.MOVE):
-            verdict = self._verdict(row[3], row[4])  # type: ignore[arg-type]
+            verdict = self._verdict(row[3], row[4], row[0])  # type: ignore[arg-type]
             if verdict == 2:
                 reason = "out_of_scope"
             elif verdict == 1:
@@ -449,7 +485,7 @@ class Gate:
         else:
             x, y = event.get("x"), event.get("y")
             if x is not None and y is not None and reason in (None, "out_of_scope"):
-                verdict = self._verdict(int(x), int(y))
+                verdict = self._verdict(int(x), int(y), row[0])
                 if verdict == 2:
                     reason = "out_of_scope"
                 elif verdict == 1:
