@@ -352,3 +352,42 @@ def test_without_a_time_a_layout_holds_for_every_row() -> None:
     rows = h.finish()
     assert not [r for r in kinds(rows, Kind.BUTTON)]
     assert [data(r)["reason"] for r in kinds(rows, Kind.GAP)] == ["out_of_scope"]
+
+
+def _popup_row(t: int, window: int, own_class: str, opener: int, rect: tuple) -> Row:
+    x0, y0, x1, y1 = rect
+    info = {
+        "window": window,
+        "type": "TOOLTIP",
+        "geometry": [x0, y0, x1 - x0, y1 - y0],
+        "app": "Editor",
+        "opener": opener,
+        "own_class": own_class,
+    }
+    return Row(t, None, Kind.POPUP, value=1, data=json.dumps(info))
+
+
+def test_a_popup_naming_a_background_app_belongs_to_it() -> None:
+    """A tooltip that an out-of-scope app in the background shows (its WM_CLASS names that app)
+    while an in-scope app is active: not stored, its pixels not shown, clicks on it dropped.
+    A popup whose class names no app (Tk's "Menu") stays with the active window."""
+    h = Harness()
+    h.focus("Editor")
+    editor = TopWindow(100, WINDOWS["Editor"], "Editor", "editor", "Editor", (0, 0, 100, 100))
+    other = TopWindow(104, WINDOWS["Other"], "Other", "other", "Other", (100, 0, 200, 100))
+    tip = TopWindow(900, 0, "Other", "", "", (120, 10, 180, 30), popup=True, opener=editor.client)
+    menu = TopWindow(901, 0, "Menu", "", "", (10, 10, 60, 90), popup=True, opener=editor.client)
+    layout = Layout(2, (editor, other, tip, menu), (1000, 100))
+    h.gate.set_layout(layout)
+    scope = h.gate.scope
+    assert scope.window_rule(layout, tip) is None
+    assert scope.window_rule(layout, menu) is not None
+    mask = scope.mask(layout, 200, 100)
+    assert not mask[10:30, 120:180].any() and mask[10:90, 10:60].all()
+    h.gate.feed([_popup_row(h.tick(), 900, "Other", editor.client, tip.rect)])
+    h.gate.feed([_popup_row(h.tick(), 901, "Menu", editor.client, menu.rect)])
+    h.click(150, 20)  # on the tooltip
+    h.click(30, 50)  # on the menu
+    rows = h.finish()
+    assert [data(r)["window"] for r in kinds(rows, Kind.POPUP)] == [901]
+    assert [(r.x, r.y) for r in kinds(rows, Kind.BUTTON) if r.value] == [(30, 50)]

@@ -41,7 +41,7 @@ from demotrace.capture.base import process_name
 from demotrace.model import MOD_ALT, MOD_CONTROL, MOD_SHIFT, MOD_SUPER, Kind, Row
 from demotrace.privacy.keys import BACKSPACE, apply_edits, keysym_char
 from demotrace.privacy.redact import mask_text, redact, redact_name, redact_url
-from demotrace.privacy.scope import Layout, ScopeResolver
+from demotrace.privacy.scope import Layout, ScopeResolver, popup_owner
 
 if TYPE_CHECKING:
     from demotrace.privacy.policy import Policy, Rule
@@ -415,8 +415,17 @@ class Gate:
         wid = info.get("window")
         if wid in self.scope.own_windows:
             return  # the indicator's own badge
-        if row.value:  # mapped: it belongs to the active window's app
+        if row.value:  # mapped: it belongs to the active window's app, or the one it names
             reason = self._blocked()
+            if reason is None:
+                own, opener = info.get("own_class") or "", int(info.get("opener") or 0)
+                owner = popup_owner(self.layout, own, opener)
+                if (
+                    owner is not None
+                    and owner.client != opener
+                    and self.scope.window_rule(self.layout, owner) is None
+                ):
+                    reason = "out_of_scope"
             if reason is not None:
                 self._drop(row, reason, out)
                 return

@@ -60,6 +60,23 @@ class Layout:
         return None
 
 
+def popup_owner(layout: Layout, own_class: str, opener: int) -> TopWindow | None:
+    """The window a popup belongs to: the one that was active when it was mapped (``opener``),
+    unless the popup's own WM_CLASS names the app of another window and not the opener's (a
+    tooltip that an app in the background shows under the pointer: GTK and Chromium popups
+    carry their app's class; Tk's, "Menu" or "ComboboxPopdown", name no app and stay with the
+    opener). None when neither is known: such a popup is out of scope."""
+    found = layout.client(opener) if opener else None
+    if found is not None and found.popup:
+        found = None
+    own = own_class.lower()
+    if own and (found is None or own not in (found.app.lower(), found.instance.lower())):
+        for w in reversed(layout.windows):  # the topmost window of that app
+            if not w.popup and w.client and own in (w.app.lower(), w.instance.lower()):
+                return w
+    return found
+
+
 @dataclass
 class ScopeResolver:
     """Judges windows against a policy; caches decisions per (class, instance, title, process)."""
@@ -107,10 +124,8 @@ class ScopeResolver:
         if w.frame in self.own_windows or w.client in self.own_windows:
             return None
         if w.popup:
-            opener = layout.client(w.opener) if w.opener else None
-            if opener is None or opener.popup:
-                return None
-            return self.window_rule(layout, opener)
+            owner = popup_owner(layout, w.app, w.opener)
+            return None if owner is None else self.window_rule(layout, owner)
         if not w.client:
             return None
         return self.rule(w.app, w.instance, w.title, w.process, w.client)
