@@ -646,7 +646,7 @@
   // Frames of this page's origin (and theirs, nested): the content script runs in the top
   // frame only, so their documents' events are listened to from here, by the same handlers
   // (their boxes are offset by the frame's place in the page). A frame's documents are looked
-  // for at each page event; its load (a new document) asks for one.
+  // for at each page event and when the frame loads (a new document).
   const hooked = new WeakSet();
 
   // The element events of a window: the page's own, or a frame's (of the same origin).
@@ -664,7 +664,10 @@
     for (const frame of doc.querySelectorAll(FRAME_SELECTOR)) {
       if (!framesSeen.has(frame)) {
         framesSeen.add(frame);
-        frame.addEventListener("load", () => schedulePage(true), opts);
+        frame.addEventListener("load", () => {
+          hookFrames(document, 0); // its new document is heard from now, not the next page event
+          schedulePage(true);
+        }, opts);
       }
       const inner = frameDocument(frame);
       const win = inner && inner.defaultView;
