@@ -220,3 +220,49 @@ def test_a_popup_seen_before_its_map_event_already_has_its_opener(desktop) -> No
     finally:
         other.close()
         cap.stop()
+
+
+def test_the_target_of_a_press_is_not_a_window_mapped_after_it(desktop) -> None:
+    """The window under a press is looked up up to 20 ms after it (input is read in batches):
+    a dropdown the press opened may be there by then. The target is what was there at the
+    press; a press after the popup's map is read is inside the popup."""
+    from Xlib import X
+    from Xlib import display as xdisplay
+
+    from demotrace.capture.base import now_ns
+    from demotrace.capture.x11 import X11Capture
+
+    cap = X11Capture(desktop.display)  # not started: what it knows is set by hand below
+    other = xdisplay.Display(desktop.display)
+    try:
+        root = other.screen().root
+        wm_state = other.intern_atom("WM_STATE")
+        # an app window (override-redirect, so no window manager reframes it)
+        app = root.create_window(20, 20, 300, 200, 0, X.CopyFromParent, override_redirect=True)
+        app.set_wm_class("victim", "Victim")
+        app.change_property(wm_state, wm_state, 32, [1, 0])
+        app.map()
+        other.sync()
+        cap._compute_layout()  # the capture knows the app window, as after its map event
+        pressed = now_ns()
+        popup = root.create_window(40, 40, 100, 80, 0, X.CopyFromParent, override_redirect=True)
+        popup.map()
+        other.sync()
+        # without a time: the window there now, a popup not known yet, which names no window
+        # (what the press that opened a GTK combo once got)
+        assert cap._window_at(60, 60) == {"window": 0}
+        assert cap._window_at(60, 60, pressed) == {"window": app.id, "app": "Victim"}
+        # its map is read: a press after that is inside it, one from before still is not
+        cap._popups[popup.id] = {"type": "COMBO", "app": "Victim"}
+        cap._popup_seen[popup.id] = now_ns()
+        later = now_ns()
+        assert cap._window_at(60, 60, later) == {
+            "window": popup.id,
+            "popup": "COMBO",
+            "app": "Victim",
+        }
+        assert cap._window_at(60, 60, pressed) == {"window": app.id, "app": "Victim"}
+        assert cap._window_at(250, 150, pressed) == {"window": app.id, "app": "Victim"}
+    finally:
+        other.close()
+        cap.stop()

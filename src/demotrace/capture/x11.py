@@ -131,6 +131,7 @@ class X11Capture:
         self._atoms: dict[str, int] = {}
         self._class_cache: dict[int, str] = {}
         self._popups: dict[int, dict[str, Any]] = {}
+        self._popup_seen: dict[int, int] = {}  # popup -> when its map was read (now_ns)
         self.active: dict[str, Any] = {}
         self.errors: list[str] = []
         # The stacking layout of top-level windows, recomputed after layout events.
@@ -309,23 +310,28 @@ class X11Capture:
     def _target_row(self, t: int, x: int, y: int) -> Row:
         info: dict[str, Any] = {}
         try:
-            info = self._window_at(x, y)
+            info = self._window_at(x, y, t)
         except xerror.XError:
             info = {"window": 0}
         return Row(t, None, Kind.TARGET, x, y, data=_compact(info))
 
-    def _window_at(self, x: int, y: int) -> dict[str, Any]:
-        """The client (or open popup) under a root point: two round trips per tree level.
+    def _window_at(self, x: int, y: int, t: int | None = None) -> dict[str, Any]:
+        """The client (or open popup) under a root point at time ``t``: two round trips per
+        tree level.
 
-        A point on a window manager's frame (title bar, border) gives the framed client, marked
-        ``"part": "frame"``.
+        The lookup runs up to 20 ms after the press (input is read in batches): a window mapped
+        since, above the point, was not there at the press (the dropdown the press opened), so
+        the lookup goes to what is beneath it. A point on a window manager's frame (title bar,
+        border) gives the framed client, marked ``"part": "frame"``.
         """
         q = self._query
         root = q.screen().root
         wm_state = self._atom(q, "WM_STATE")
         parent = root
-        for _ in range(10):
+        for level in range(10):
             child = parent.translate_coords(root, x, y).child
+            if child and level == 0 and t is not None and self._mapped_after(child.id, t):
+                child = self._beneath(root, x, y, t)
             if not child:
                 break
             popup = self._popups.get(child.id)
@@ -339,6 +345,26 @@ class X11Capture:
                 if child.get_property(wm_state, X.AnyPropertyType, 0, 0) is not None:
                     return {"window": child.id, "app": self._class_of(child), "part": "frame"}
         return {"window": 0}
+
+    def _mapped_after(self, window: int, t: int) -> bool:
+        """Whether a root child was mapped after ``t``: a popup whose map was read later, or a
+        window whose map is not read yet (not known to be viewable)."""
+        seen = self._popup_seen.get(window)
+        if seen is not None:
+            return seen > t
+        top = self._tops.get(window)
+        return top is None or not top[0]
+
+    def _beneath(self, root: Any, x: int, y: int, t: int) -> Any:
+        """The topmost root child over (x, y) that was there at ``t`` (None: the desktop)."""
+        for child in reversed(root.query_tree().children):
+            top = self._tops.get(child.id)
+            if top is None or not top[0] or self._mapped_after(child.id, t):
+                continue
+            x0, y0, x1, y1 = top[2]
+            if x0 <= x < x1 and y0 <= y < y1:
+                return child
+        return None
 
     def _class_of(self, window: Any) -> str:
         cached = self._class_cache.get(window.id)
@@ -412,9 +438,11 @@ class X11Capture:
             popup = self._read_popup(ev.window)
             if popup is not None:
                 self._popups[ev.window.id] = popup
+                self._popup_seen[ev.window.id] = t
                 rows.append(Row(t, None, Kind.POPUP, value=1, data=_compact(popup)))
         elif etype == X.UnmapNotify:
             popup = self._popups.pop(ev.window.id, None)
+            self._popup_seen.pop(ev.window.id, None)
             if popup is not None:
                 rows.append(Row(t, None, Kind.POPUP, value=0, data=_compact(popup)))
         elif etype == X.DestroyNotify:
