@@ -94,14 +94,18 @@ class BrowserError(DemotraceError):
     exit_code = 15
 
 
-def bind_hint(exc: OSError) -> str:
-    """What to do when a socket cannot be bound, from why."""
+def cannot_listen(what: str, host: str, port: int, exc: OSError, any_port: bool = False) -> str:
+    """The message for a socket that cannot be bound, with what to do about it, from why.
+    ``any_port``: port 0 (any free one) is a choice too."""
     import errno
 
+    other = "another port, or 0 for any free one" if any_port else "another port"
     if exc.errno == errno.EADDRINUSE:
-        return "Another program uses that port: stop it, or give another port."
-    if exc.errno == errno.EADDRNOTAVAIL:
-        return "That address is not one of this machine's: give one it has, or 127.0.0.1."
-    if exc.errno == errno.EACCES:
-        return "Ports below 1024 need administrator rights: give a port above 1023."
-    return "Give another address or port."
+        hint = f"Another program uses that port: stop it, or give {other}."
+    elif exc.errno == errno.EADDRNOTAVAIL:
+        hint = "That address is not one of this machine's: give one it has, or 127.0.0.1."
+    elif exc.errno == errno.EACCES:
+        hint = "Ports below 1024 need administrator rights: give a port above 1023."
+    else:
+        hint = f"Give another address or {other}."
+    return f"The {what} cannot listen on {host}:{port} ({exc.strerror or exc}). {hint}"

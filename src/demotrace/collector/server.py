@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from demotrace.collector.api import ENV_CONFIG, create_app
 from demotrace.collector.service import Config, Service
-from demotrace.errors import CollectorError, bind_hint
+from demotrace.errors import CollectorError, cannot_listen
 
 
 def check_address(host: str, port: int) -> None:
@@ -31,10 +31,7 @@ def check_address(host: str, port: int) -> None:
         try:
             probe.bind(address)
         except OSError as exc:
-            raise CollectorError(
-                f"The collector cannot listen on {host}:{port} ({exc.strerror or exc}). "
-                + bind_hint(exc)
-            ) from exc
+            raise CollectorError(cannot_listen("collector", host, port, exc)) from exc
 
 
 def prepare(config: Config) -> tuple[Service, str | None]:

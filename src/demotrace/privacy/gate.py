@@ -133,7 +133,7 @@ class Gate:
         self.layout = Layout(0)
         #: The last layouts with the time each was known from, oldest first, each with its
         #: hit list once made: a pointer row is judged by the layout of its own time.
-        self._layouts: list[_Known] = [_Known(0, self.layout)]
+        self._layouts: list[_Known] = []
         self.paused = False
         self.pause_reason = "paused"
         self.outside_hours = False
@@ -202,8 +202,11 @@ class Gate:
         """Whether the window under (x, y) at time ``t`` is in scope (1), out of it (2), or
         neither (0: the bare desktop, our own windows)."""
         layouts = self._layouts
+        if not layouts:
+            return 0  # no layout yet: nothing is known to be under the point
         known = layouts[-1]
-        if t < known.t:  # a row from before the newest layout: the one of its time
+        if t < known.t:  # a row from before the newest layout: the one of its time (the
+            # oldest kept for a row older than all of them)
             known = next((k for k in reversed(layouts) if k.t <= t), layouts[0])
         hits = known.hits
         if hits is None:

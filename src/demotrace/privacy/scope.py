@@ -63,9 +63,9 @@ class Layout:
 def popup_owner(layout: Layout, own_class: str, opener: int) -> TopWindow | None:
     """The window a popup belongs to: the one that was active when it was mapped (``opener``),
     unless the popup's own WM_CLASS names the app of another window and not the opener's (a
-    tooltip that an app in the background shows under the pointer: GTK and Chromium popups
-    carry their app's class; Tk's, "Menu" or "ComboboxPopdown", name no app and stay with the
-    opener). None when neither is known: such a popup is out of scope."""
+    tooltip that an app in the background shows under the pointer: GTK popups carry their
+    app's class; Tk's, "Menu" or "ComboboxPopdown", and Chromium's, none, name no app and stay
+    with the opener). None when neither is known: such a popup is out of scope."""
     found = layout.client(opener) if opener else None
     if found is not None and found.popup:
         found = None

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import uvicorn
 from fastapi import FastAPI
 
-from demotrace.errors import DemotraceError, bind_hint
+from demotrace.errors import DemotraceError, cannot_listen
 
 
 def is_loopback(host: str) -> bool:
@@ -50,10 +50,7 @@ class LoopbackServer:
             self.socket.bind((host, port))
         except OSError as exc:
             self.socket.close()
-            hint = bind_hint(exc).replace("another port.", "another port, or 0 for any free one.")
-            raise DemotraceError(
-                f"The {what} cannot listen on {host}:{port} ({exc.strerror or exc}). {hint}"
-            ) from exc
+            raise DemotraceError(cannot_listen(what, host, port, exc, any_port=True)) from exc
         self.port = self.socket.getsockname()[1]
         name = "[::1]" if family == socket.AF_INET6 else "127.0.0.1"
         self.url = f"http://{name}:{self.port}/{path}"
